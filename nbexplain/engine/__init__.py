@@ -1,0 +1,1 @@
+"""The explainer engine: hooks, guards, targets, registry. Never imports widget code."""

@@ -1,0 +1,126 @@
+"""What a method sees during one explanation: the model, the input, the target, the layer.
+
+Methods are small functions ``fn(ctx, **params)``; the shared work — running the model,
+picking the logits, resolving the target, taking gradients with hooks attached — lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .hooks import Captured, capture
+from .outputs import OutputSpec, select_logits
+
+Progress = Callable[[float, "torch.Tensor | None"], None]
+
+
+class Cancelled(Exception):
+    """Raised inside a method when the caller asked it to stop."""
+
+
+@dataclass
+class Context:
+    model: nn.Module
+    x: torch.Tensor
+    output: OutputSpec = None
+    requested_target: int | None = None
+    layer: str | None = None
+    progress: Progress | None = None
+    should_stop: Callable[[], bool] | None = None
+    batch_elements: int = 32 * 3 * 224 * 224
+    clean_logits: torch.Tensor | None = field(default=None, repr=False)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # -- running the model -------------------------------------------------------------------
+    def logits(self, xs: torch.Tensor) -> torch.Tensor:
+        """The model's logits ``(N, classes)`` for the batch ``xs``."""
+        return select_logits(self.model(xs), self.output, xs.shape[0])
+
+    def observe_clean(self, logits: torch.Tensor) -> None:
+        """Record logits of the unmodified input (row of a batch), so no extra forward is needed."""
+        if self.clean_logits is None:
+            self.clean_logits = logits.detach().reshape(1, -1).float()
+
+    def clean(self) -> torch.Tensor:
+        """Logits of the unmodified input (computed once, without gradients)."""
+        if self.clean_logits is None:
+            with torch.no_grad():
+                self.observe_clean(self.logits(self.x))
+        return self.clean_logits
+
+    @property
+    def target(self) -> int:
+        """The class explained: the requested one, else the top-1 class of the input."""
+        if self.requested_target is None:
+            self.requested_target = int(self.clean()[0].argmax())
+        classes = self.clean_logits.shape[1] if self.clean_logits is not None else None
+        if classes is not None and not 0 <= self.requested_target < classes:
+            raise ValueError(f"target {self.requested_target} is out of range for {classes} classes")
+        return self.requested_target
+
+    @property
+    def score(self) -> float:
+        return float(self.clean()[0, self.target])
+
+    def chunks(self, count: int) -> Iterable[slice]:
+        """Slices of ``range(count)`` sized so a batch stays within the memory budget."""
+        size = max(1, self.batch_elements // max(1, self.x[0].numel()))
+        for start in range(0, count, size):
+            yield slice(start, min(count, start + size))
+
+    def report(self, fraction: float, partial: torch.Tensor | None = None) -> None:
+        """Tell the caller how far along we are; stop if it asked us to."""
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled()
+        if self.progress is not None:
+            self.progress(fraction, partial)
+
+    # -- gradients ---------------------------------------------------------------------------
+    def input_gradients(
+        self, xs: torch.Tensor, *, clean_row: int | None = None, rule: Any = None
+    ) -> torch.Tensor:
+        """∂y_target/∂x for every image of the batch ``xs``, chunked to bound memory.
+
+        ``clean_row``: the row of ``xs`` that is the unmodified input, so its logits give the
+        target and score for free. ``rule``: a context (e.g. ``RectifierRule``) active in both
+        the forward and the backward.
+        """
+        grads = []
+        for part in self.chunks(xs.shape[0]):
+            batch = xs[part].detach().requires_grad_(True)
+            with torch.enable_grad(), rule if rule is not None else nullcontext():
+                logits = self.logits(batch)
+                if clean_row is not None and part.start <= clean_row < part.stop:
+                    self.observe_clean(logits[clean_row - part.start])
+                (grad,) = torch.autograd.grad(logits[:, self.target].sum(), batch)
+            grads.append(grad)
+        return torch.cat(grads)
+
+    def layer_pass(
+        self, layers: Iterable[str], xs: torch.Tensor | None = None, *, grads: bool = True
+    ) -> tuple[Captured, dict[str, torch.Tensor]]:
+        """One forward (and, with ``grads``, one backward) capturing ``layers``.
+
+        Returns the captured outputs (last call of each module) and ∂y/∂output per layer.
+        """
+        clean = xs is None
+        xs = self.x if clean else xs
+        layers = list(layers)
+        with capture(self.model, layers, track_grad=grads) as captured, torch.set_grad_enabled(grads):
+            logits = self.logits(xs)
+            if clean:
+                self.observe_clean(logits[0])
+            if not grads:
+                return captured, {}
+            outputs = [captured[name] for name in layers]
+            gradients = torch.autograd.grad(logits[:, self.target].sum(), outputs, allow_unused=True)
+        result = {}
+        for name, out, grad in zip(layers, outputs, gradients):
+            result[name] = torch.zeros_like(out) if grad is None else grad
+        return captured, result

@@ -1,0 +1,87 @@
+"""Capture the outputs of named modules during one forward pass.
+
+Every hook is registered through this module and removed on every exit path. Captured
+outputs are the module's own output tensors; what flows on downstream is a clone, so an
+in-place op after the module (ResNet's ``relu(inplace=True)`` after ``bn2``) cannot
+overwrite what was captured, and ``torch.autograd.grad`` with respect to a captured tensor
+is exact. A module called several times in one forward (a reused ReLU) keeps every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class Captured:
+    """Outputs of the hooked modules, per call, in call order."""
+
+    def __init__(self, names: Iterable[str]):
+        self.calls: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        """The output of ``name``'s last call in the forward (the one nearest the output)."""
+        outputs = self.calls[name]
+        if not outputs:
+            raise RuntimeError(f"layer {name!r} was not called during the forward pass")
+        return outputs[-1]
+
+    def names(self) -> list[str]:
+        return list(self.calls)
+
+    def clear(self) -> None:
+        for outputs in self.calls.values():
+            outputs.clear()
+
+
+def find_module(model: nn.Module, name: str) -> nn.Module:
+    """``model``'s submodule called ``name`` (a ``named_modules()`` name)."""
+    if not isinstance(name, str):
+        raise TypeError(f"layer must be a str (a named_modules() name), got {type(name).__name__}")
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        sample = [n for n in modules if n][:8]
+        raise ValueError(
+            f"layer {name!r} is not a module of the model; valid names are those of "
+            f"named_modules(), e.g. {sample} (see Explainer.layers())"
+        )
+    return modules[name]
+
+
+@contextmanager
+def capture(model: nn.Module, names: Iterable[str], *, track_grad: bool = True) -> Iterator[Captured]:
+    """Record the outputs of the modules called ``names`` while the body runs.
+
+    With ``track_grad`` (and grad mode on), a captured output that would not require grad
+    (frozen parameters, input without grad) is made a leaf that does, so gradients with
+    respect to it can be taken.
+    """
+    names = list(dict.fromkeys(names))
+    modules = [(name, find_module(model, name)) for name in names]
+    captured = Captured(names)
+    handles = []
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, inputs: tuple, output):
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"layer {name!r} returns {type(output).__name__}; only modules that "
+                    "return a single tensor can be explained"
+                )
+            if track_grad and torch.is_grad_enabled() and not output.requires_grad:
+                output = output.detach().requires_grad_(True)
+            captured.calls[name].append(output)
+            return output.clone()
+
+        return hook
+
+    try:
+        for name, module in modules:
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()

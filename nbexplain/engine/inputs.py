@@ -1,0 +1,74 @@
+"""Turn what a user hands over (PIL image, HxWxC array, tensor) into one model-ready batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+ImageLike = Any  # PIL.Image.Image | np.ndarray | torch.Tensor
+
+_ACCEPTED = "a PIL image, an HxWxC numpy array, or a tensor (C,H,W) / (1,C,H,W)"
+
+
+def as_pil(image: ImageLike, name: str = "x") -> Image.Image:
+    """An RGB PIL image from a PIL image or an HxW / HxWxC array (uint8, or float in [0, 1])."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} must be {_ACCEPTED}; got {type(image).__name__}")
+    array = image
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(
+            f"{name}: a numpy image must be HxW or HxWxC with C in (1, 3, 4); got shape {array.shape}"
+        )
+    if array.dtype == np.uint8:
+        pass
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                f"{name}: a float numpy image must have values in [0, 1]; "
+                f"got [{array.min():.3g}, {array.max():.3g}]"
+            )
+        array = (array * 255).round().astype(np.uint8)
+    else:
+        raise TypeError(f"{name}: a numpy image must be uint8 or float; got dtype {array.dtype}")
+    return Image.fromarray(array).convert("RGB")
+
+
+def to_batch(
+    x: ImageLike,
+    preprocess: Callable[[Image.Image], torch.Tensor] | None,
+    device: torch.device,
+    name: str = "x",
+) -> torch.Tensor:
+    """``x`` as a float (1, C, H, W) tensor on ``device``, detached and checked."""
+    if isinstance(x, torch.Tensor):
+        tensor = x
+    else:
+        if not isinstance(x, (Image.Image, np.ndarray)):
+            raise TypeError(f"{name} must be {_ACCEPTED}; got {type(x).__name__}")
+        if preprocess is None:
+            raise ValueError(
+                f"{name} is an image, so the Explainer needs preprocess= (a callable that turns "
+                "a PIL image into a model-ready (C,H,W) tensor); or pass a tensor"
+            )
+        tensor = preprocess(as_pil(x, name))
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"preprocess must return a torch.Tensor; got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor; got dtype {tensor.dtype}")
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 4 or tensor.shape[0] != 1:
+        raise ValueError(f"{name} must have shape (C,H,W) or (1,C,H,W); got {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return tensor.detach().to(device)

@@ -1,0 +1,159 @@
+"""The method registry: every explanation method, with its declared parameters.
+
+One declaration feeds both the Python API (validation, defaults, errors) and the widget
+(controls are built from ``Param`` type, range, choices and help).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+Space = Literal["pixel", "layer", "unit", "model"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter of a method."""
+
+    name: str
+    type: type | tuple[type, ...]
+    default: Any
+    help: str = ""
+    range: tuple[float | None, float | None] | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def validate(self, value: Any, method: str) -> Any:
+        """Return ``value`` checked (and widened int → float); raise naming the parameter."""
+        where = f"{method}: parameter {self.name!r}"
+        accepted = self.type if isinstance(self.type, tuple) else (self.type,)
+        if value is None and self.default is None:
+            return None
+        if float in accepted and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = float(value)
+        if int in accepted and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, bool) and bool not in accepted:
+            raise TypeError(f"{where} expects {_type_names(accepted)}, got bool")
+        if not isinstance(value, accepted):
+            raise TypeError(f"{where} expects {_type_names(accepted)}, got {type(value).__name__}")
+        if self.choices is not None and isinstance(value, str) and value not in self.choices:
+            raise ValueError(f"{where} must be one of {list(self.choices)}, got {value!r}")
+        if self.range is not None and isinstance(value, numbers.Real):
+            low, high = self.range
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError(f"{where} must be in [{low}, {high}], got {value!r}")
+        return value
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in types)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered explanation method.
+
+    ``fn(ctx, **params)`` returns the raw attribution; ``to_map(attribution, ctx, params)``
+    turns it into a display map (defaults by ``space`` live in the explainer).
+    ``layerwise`` (optional) computes many layers from one pass, for ``explain_layers``.
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    family: str
+    space: Space
+    summary: str
+    params: tuple[Param, ...] = ()
+    signed: bool = False
+    to_map: Callable[..., torch.Tensor] | None = None
+    layerwise: Callable[..., dict[str, torch.Tensor]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_layer(self) -> bool:
+        return self.space in ("layer", "unit")
+
+    def param(self, name: str) -> Param:
+        for param in self.params:
+            if param.name == name:
+                return param
+        raise ValueError(
+            f"method {self.name!r} has no parameter {name!r}; valid: {self.param_names()}"
+        )
+
+    def param_names(self) -> list[str]:
+        return [param.name for param in self.params]
+
+    def bind(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, every value validated."""
+        unknown = sorted(set(given) - set(self.param_names()))
+        if unknown:
+            valid = self.param_names() or "none"
+            raise ValueError(
+                f"method {self.name!r} got unknown parameter(s) {unknown}; valid: {valid}"
+            )
+        bound = {param.name: param.default for param in self.params}
+        for name, value in given.items():
+            bound[name] = self.param(name).validate(value, self.name)
+        return bound
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    space: Space,
+    summary: str,
+    params: tuple[Param, ...] = (),
+    signed: bool = False,
+    to_map: Callable[..., torch.Tensor] | None = None,
+    layerwise: Callable[..., dict[str, torch.Tensor]] | None = None,
+    **extra: Any,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Decorator: declare ``fn`` as method ``name``."""
+
+    def decorate(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered")
+        _REGISTRY[name] = Method(
+            name=name,
+            fn=fn,
+            family=family,
+            space=space,
+            summary=summary,
+            params=params,
+            signed=signed,
+            to_map=to_map,
+            layerwise=layerwise,
+            extra=extra,
+        )
+        return fn
+
+    return decorate
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; a ``ValueError`` lists the valid names otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a str, got {type(name).__name__}")
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; valid: {sorted(_REGISTRY)}") from None
+
+
+def methods(family: str | None = None) -> list[str]:
+    """Names of the registered methods (optionally one family), in registration order."""
+    return [m.name for m in _REGISTRY.values() if family is None or m.family == family]
+
+
+def all_methods() -> list[Method]:
+    return list(_REGISTRY.values())

@@ -1,0 +1,116 @@
+"""Gradient-family methods: gradient, saliency, gradient × input, SmoothGrad, integrated gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine.context import Context
+from ..engine.registry import Param, register
+
+GRADIENT = "gradient"
+
+
+@register("gradient", family=GRADIENT, space="pixel", signed=True,
+          summary="∂y/∂x: how each input value moves the target logit.")
+def gradient(ctx: Context) -> torch.Tensor:
+    return ctx.input_gradients(ctx.x, clean_row=0)[0]
+
+
+@register("saliency", family=GRADIENT, space="pixel",
+          summary="|∂y/∂x| (Simonyan et al. 2014); the map is the max over colour channels.")
+def saliency(ctx: Context) -> torch.Tensor:
+    return ctx.input_gradients(ctx.x, clean_row=0)[0].abs()
+
+
+@register("input_x_gradient", family=GRADIENT, space="pixel", signed=True,
+          summary="x · ∂y/∂x (Shrikumar et al. 2016).")
+def input_x_gradient(ctx: Context) -> torch.Tensor:
+    return (ctx.x * ctx.input_gradients(ctx.x, clean_row=0))[0]
+
+
+@register(
+    "smoothgrad", family=GRADIENT, space="pixel", signed=True,
+    summary="Gradients averaged over noisy copies of the input (Smilkov et al. 2017).",
+    params=(
+        Param("samples", int, 25, "noisy copies (one batched pass)", range=(1, 1024)),
+        Param("noise", float, 0.15, "noise std as a fraction of the input's value range", range=(0.0, 10.0)),
+        Param("magnitude", bool, False, "average squared gradients (SmoothGrad-squared)"),
+        Param("seed", int, 0, "random seed for the noise (reproducible maps)", range=(0, None)),
+    ),
+)
+def smoothgrad(ctx: Context, samples: int, noise: float, magnitude: bool, seed: int) -> torch.Tensor:
+    x = ctx.x
+    sigma = noise * float(x.max() - x.min())
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    eps = torch.randn((samples, *x.shape[1:]), generator=generator).to(x.device, x.dtype)
+    grads = ctx.input_gradients(x + sigma * eps)
+    return (grads.square() if magnitude else grads).mean(0)
+
+
+def _baseline(ctx: Context, baseline) -> torch.Tensor:
+    x = ctx.x
+    if isinstance(baseline, torch.Tensor):
+        tensor = baseline.to(x.device, x.dtype)
+        if tensor.shape == x.shape[1:]:
+            tensor = tensor[None]
+        if tensor.shape != x.shape:
+            raise ValueError(
+                f"integrated_gradients: parameter 'baseline' tensor must have the input's shape "
+                f"{tuple(x.shape[1:])}; got {tuple(baseline.shape)}"
+            )
+        return tensor
+    if baseline == "zeros":
+        return torch.zeros_like(x)
+    return _blur(x)
+
+
+def _blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """A strongly Gaussian-blurred copy of ``x`` (a baseline without fine structure)."""
+    sigma = sigma or max(x.shape[-2:]) / 16
+    radius = int(3 * sigma)
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(t**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    padded = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(padded, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def ig_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolation points α in [0, 1] and their quadrature weights for ``rule``."""
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    if rule == "riemann_trapezoid":
+        if steps < 2:
+            raise ValueError("integrated_gradients: rule 'riemann_trapezoid' needs steps >= 2")
+        alphas = np.linspace(0, 1, steps)
+        weights = np.full(steps, 1 / (steps - 1))
+        weights[[0, -1]] /= 2
+        return alphas, weights
+    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]
+    return (np.arange(steps) + offset) / steps, np.full(steps, 1 / steps)
+
+
+@register(
+    "integrated_gradients", family=GRADIENT, space="pixel", signed=True,
+    summary="Path integral of gradients from a baseline (Sundararajan et al. 2017).",
+    params=(
+        Param("steps", int, 32, "points on the path (one batched pass)", range=(1, 1024)),
+        Param("baseline", (str, torch.Tensor), "zeros", "the reference input: 'zeros', 'blur' or a tensor",
+              choices=("zeros", "blur")),
+        Param("rule", str, "gausslegendre", "quadrature rule",
+              choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")),
+    ),
+)
+def integrated_gradients(ctx: Context, steps: int, baseline, rule: str) -> torch.Tensor:
+    x = ctx.x
+    base = _baseline(ctx, baseline)
+    alphas, weights = ig_points(steps, rule)
+    alpha = torch.as_tensor(alphas, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+    weight = torch.as_tensor(weights, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+    grads = ctx.input_gradients(base + alpha * (x - base))
+    return ((x - base) * (grads * weight).sum(0, keepdim=True))[0]

@@ -1,0 +1,102 @@
+"""Turn attributions into pictures: normalization, colormaps, overlays. No engine imports.
+
+Maps are float arrays in [0, 1]. Signed maps put zero at 0.5 and are meant for a diverging
+colormap; unsigned maps start at 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Anchor colours of the colormaps (evenly spaced stops, linearly interpolated).
+_STOPS: dict[str, list[tuple[int, int, int]]] = {
+    # matplotlib's "jet", the classic CAM look
+    "jet": [(0, 0, 127), (0, 0, 255), (0, 127, 255), (0, 255, 255), (127, 255, 127),
+            (255, 255, 0), (255, 127, 0), (255, 0, 0), (127, 0, 0)],
+    # perceptually uniform, from matplotlib's viridis / inferno
+    "viridis": [(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
+                (31, 158, 137), (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37)],
+    "inferno": [(0, 0, 4), (31, 12, 72), (85, 15, 109), (136, 34, 106), (186, 54, 85),
+                (227, 89, 51), (249, 140, 10), (249, 201, 50), (252, 255, 164)],
+    "gray": [(0, 0, 0), (255, 255, 255)],
+    # diverging, for signed maps: blue (negative) – white (zero) – red (positive)
+    "bwr": [(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240),
+            (247, 247, 247), (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43),
+            (103, 0, 31)],
+}
+UNSIGNED_CMAPS = ("jet", "viridis", "inferno", "gray")
+SIGNED_CMAPS = ("bwr",)
+
+
+def colormaps() -> list[str]:
+    return list(_STOPS)
+
+
+def lut(cmap: str, size: int = 256) -> np.ndarray:
+    """A ``(size, 3)`` uint8 lookup table for colormap ``cmap``."""
+    if cmap not in _STOPS:
+        raise ValueError(f"unknown cmap {cmap!r}; valid: {colormaps()}")
+    stops = np.asarray(_STOPS[cmap], dtype=np.float64)
+    at = np.linspace(0, 1, len(stops))
+    grid = np.linspace(0, 1, size)
+    return np.stack([np.interp(grid, at, stops[:, c]) for c in range(3)], 1).round().astype(np.uint8)
+
+
+def _as_numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().numpy()
+    return np.asarray(values, dtype=np.float32)
+
+
+def normalize_unsigned(values, percentile: float = 100.0) -> np.ndarray:
+    """Scale non-negative ``values`` to [0, 1], clipping at ``percentile`` (gradient maps are
+    dominated by a few pixels; clipping at 99–99.5 shows the rest)."""
+    values = _as_numpy(values)
+    low = float(values.min()) if values.size else 0.0
+    values = values - min(low, 0.0) if low < 0 else values
+    top = float(np.percentile(values, percentile)) if percentile < 100 else float(values.max())
+    if top <= 0:
+        return np.zeros_like(values, dtype=np.float32)
+    return np.clip(values / top, 0, 1).astype(np.float32)
+
+
+def normalize_minmax(values) -> np.ndarray:
+    """Scale ``values`` to [0, 1] by min and max (CAM-style maps)."""
+    values = _as_numpy(values)
+    low, high = float(values.min()), float(values.max())
+    if high - low <= 0:
+        return np.zeros_like(values, dtype=np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
+
+
+def normalize_signed(values, percentile: float = 99.5) -> np.ndarray:
+    """Map signed ``values`` to [0, 1] with 0 at 0.5, scaled by the ``percentile`` of |values|."""
+    values = _as_numpy(values)
+    magnitude = np.abs(values)
+    top = float(np.percentile(magnitude, percentile)) if percentile < 100 else float(magnitude.max())
+    if top <= 0:
+        return np.full_like(values, 0.5, dtype=np.float32)
+    return (0.5 + 0.5 * np.clip(values / top, -1, 1)).astype(np.float32)
+
+
+def colorize(map01, cmap: str = "jet") -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 image of the [0, 1] map through ``cmap``."""
+    map01 = _as_numpy(map01)
+    if map01.ndim != 2:
+        raise ValueError(f"map must be 2-D (H, W); got shape {map01.shape}")
+    index = np.clip(np.nan_to_num(map01) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return lut(cmap)[index]
+
+
+def overlay(image, map01, cmap: str = "jet", alpha: float = 0.5) -> Image.Image:
+    """``map01`` colorized and blended over ``image`` (resized to the image if needed)."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    base = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+    base = base.convert("RGB")
+    heat = Image.fromarray(colorize(map01, cmap))
+    if heat.size != base.size:
+        heat = heat.resize(base.size, Image.BILINEAR)
+    return Image.blend(base, heat, alpha)

@@ -1,0 +1,1 @@
+"""Notebook widgets (being written). Imports the engine; the engine never imports this."""
