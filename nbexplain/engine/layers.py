@@ -1,43 +1,217 @@
-"""Find the meaningful layers of a CNN: blocks and stages with spatial output, input → output."""
+"""Find the meaningful layers of a CNN: its blocks and stages with spatial output, input → output.
+
+One traced forward records, for every module, its input and output tensors (and their in-place
+version counters). The module tree is then walked from the root:
+
+* a *stage* — a module whose forward only runs its children one after another (a plain
+  ``nn.Sequential``, ResNet's ``layer1``, timm's ``ConvNeXtStage``) — is opened, and its children
+  are looked at in turn;
+* anything else with children is a *block* (a residual block, an inverted residual, a dense
+  block, a conv–norm–activation group) and is one candidate, never opened;
+* a leaf reached from a stage (VGG's convolutions and ReLUs) is a candidate of its own.
+
+Candidates must return one 4-D tensor with more than one spatial position. Pooling layers only
+resample the map before them and are left out, as are identities, dropouts and modules called
+more than once. A convolution or normalization whose output feeds straight into the next
+candidate's normalization or activation is the same feature map before its activation: only
+the post-activation layer is kept.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .guard import preserved
 
-def trace_shapes(model: nn.Module, example: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, output shape) of every module that returns a tensor, in first-call order."""
-    order: dict[str, tuple[int, ...]] = {}
-    handles = []
+_WEIGHTS = (nn.modules.conv._ConvNd, nn.Linear)
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+_SKIPPED = (
+    nn.Identity,
+    nn.modules.dropout._DropoutNd,
+    nn.modules.pooling.MaxPool2d,
+    nn.modules.pooling.AvgPool2d,
+    nn.modules.pooling.LPPool2d,
+    nn.modules.pooling.FractionalMaxPool2d,
+    nn.modules.pooling.AdaptiveAvgPool2d,
+    nn.modules.pooling.AdaptiveMaxPool2d,
+)
 
-    def make_hook(name: str):
-        def hook(module, inputs, output):
-            if isinstance(output, torch.Tensor) and name not in order:
-                order[name] = tuple(output.shape)
+
+@dataclass
+class Call:
+    """One call of a module in the traced forward: when it ran, what it read and returned."""
+
+    start: int
+    end: int = -1
+    input: torch.Tensor | None = None
+    input_version: int = -1
+    output: object = None
+    output_version: int = -1
+
+
+class Trace:
+    """Every module's calls during ``run()`` (one forward of ``model``), in call order; run in
+    eval mode without autograd, every hook removed after."""
+
+    def __init__(self, model: nn.Module, run: Callable[[], object]):
+        self.modules = dict(model.named_modules())
+        self.calls: dict[str, list[Call]] = {name: [] for name in self.modules}
+        self._clock = 0
+        handles = []
+        try:
+            for name, module in self.modules.items():
+                handles.append(module.register_forward_pre_hook(self._enter(name)))
+                handles.append(module.register_forward_hook(self._leave(name)))
+            with preserved(model), torch.no_grad():
+                run()
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def _enter(self, name: str):
+        def hook(module, inputs):
+            first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            self.calls[name].append(
+                Call(self._tick(), input=first, input_version=first._version if first is not None else -1)
+            )
 
         return hook
 
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(make_hook(name)))
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return list(order.items())
+    def _leave(self, name: str):
+        def hook(module, inputs, output):
+            call = next(c for c in reversed(self.calls[name]) if c.end < 0)
+            call.end = self._tick()
+            call.output = output
+            if isinstance(output, torch.Tensor):
+                call.output_version = output._version
+
+        return hook
+
+    def once(self, name: str) -> Call | None:
+        """The call of ``name`` if it ran exactly once, else ``None``."""
+        calls = self.calls[name]
+        return calls[0] if len(calls) == 1 else None
+
+    def chained(self, name: str) -> bool:
+        """Whether ``name``'s forward is nothing but its children run one after another: the
+        first reads the module's input, each reads what the previous returned (untouched by
+        in-place ops between them), and the module returns what the last one returned."""
+        parent = self.once(name)
+        if parent is None:
+            return False
+        module = self.modules[name]
+        inner = []
+        for child_name, _ in module.named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            calls = [c for c in self.calls[full] if parent.start < c.start < parent.end]
+            if len(calls) > 1:
+                return False
+            inner.extend(calls)
+        inner.sort(key=lambda call: call.start)
+        if not inner:
+            return False
+        links = [(parent.input, parent.input_version)]
+        links += [(call.output, call.output_version) for call in inner]
+        reads = [(call.input, call.input_version) for call in inner]
+        reads.append((parent.output, parent.output_version))
+        return all(a is b and va == vb for (a, va), (b, vb) in zip(links, reads, strict=True))
+
+
+def _weights(module: nn.Module) -> int:
+    """How many layers with weights (convolutions, linear layers) ``module`` holds."""
+    return sum(isinstance(m, _WEIGHTS) for m in module.modules())
+
+
+def _is_plain(module: nn.Module) -> bool:
+    """A container without a forward of its own: ``nn.Sequential`` (or a subclass that keeps
+    its forward), ``nn.ModuleList``, ``nn.ModuleDict``."""
+    forward = type(module).forward
+    sequential = isinstance(module, nn.Sequential) and forward is nn.Sequential.forward
+    return sequential or forward is nn.Module.forward
+
+
+def _is_blockish(module: nn.Module) -> bool:
+    """A block (a module with a forward of its own and several weight layers) or a container
+    of blocks."""
+    if _weights(module) < 2:
+        return False
+    if not _is_plain(module):
+        return True
+    return all(_is_blockish(child) for child in module.children() if _weights(child))
+
+
+def _is_stage(trace: Trace, name: str, module: nn.Module) -> bool:
+    """Whether ``module`` is opened (its children are the candidates) rather than kept whole.
+
+    A plain container is opened unless it is a layer group (at most one weight layer: a
+    conv–norm–activation ``Sequential``). A module with a forward of its own is opened only
+    when that forward chains its children and they are blocks, optionally after one
+    downsampling layer (timm's ``ConvNeXtStage``, ``RegStage``); otherwise it is a block.
+    """
+    if _is_plain(module):
+        return _weights(module) > 1 or not trace.calls[name]  # a ModuleList is never called itself
+    if not trace.chained(name):
+        return False
+    parts = [
+        (trace.calls[f"{name}.{child_name}"][0].start, child)
+        for child_name, child in module.named_children()
+        if _weights(child) and trace.calls[f"{name}.{child_name}"]
+    ]
+    parts = [child for _, child in sorted(parts, key=lambda part: part[0])]
+    if len(parts) >= 2 and _weights(parts[0]) == 1:
+        parts = parts[1:]  # a stage may open with one downsampling layer
+    return bool(parts) and all(_is_blockish(part) for part in parts)
+
+
+def _walk(trace: Trace, name: str, module: nn.Module) -> Iterator[str]:
+    """The candidates under ``module``: blocks and leaves, stages opened."""
+    for child_name, child in module.named_children():
+        full = f"{name}.{child_name}" if name else child_name
+        if next(child.children(), None) is not None and _is_stage(trace, full, child):
+            yield from _walk(trace, full, child)
+        else:
+            yield full
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return type(module).__module__.rpartition(".")[2].startswith("activation")
+
+
+def _spatial(call: Call, batch: int) -> bool:
+    out = call.output
+    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+        return False
+    return out.shape[0] == batch and out.shape[2] * out.shape[3] > 1
 
 
 def candidate_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """Children of sequential containers (and top-level children) whose output is spatial."""
-    containers = {name for name, module in model.named_modules() if isinstance(module, nn.Sequential)}
-    containers.add("")
-    shapes = trace_shapes(model, example)
+    """The model's meaningful layers (``named_modules()`` names), ordered input → output; the
+    last one is the last spatial feature map before global pooling."""
+    trace = Trace(model, lambda: model(example))
+    units = []
+    for name in _walk(trace, "", model):
+        call = trace.once(name)
+        module = trace.modules[name]
+        if call is not None and _spatial(call, example.shape[0]) and not isinstance(module, _SKIPPED):
+            units.append((call, name, module))
+    units.sort(key=lambda unit: unit[0].end)
     chosen = []
-    for name, shape in shapes:
-        parent = name.rpartition(".")[0]
-        if parent in containers and len(shape) == 4 and shape[2] * shape[3] > 1:
-            chosen.append(name)
-    return chosen
+    for index, (call, name, module) in enumerate(units):
+        if index + 1 < len(units) and isinstance(module, (*_WEIGHTS, *_NORMS)):
+            after, _, consumer = units[index + 1]
+            feeds = after.input is call.output and after.input_version == call.output_version
+            if feeds and (isinstance(consumer, _NORMS) or _is_activation(consumer)):
+                continue  # the same map before its normalization/activation
+        previous = chosen[-1][0] if chosen else None
+        if previous and call.output is previous.output and call.output_version == previous.output_version:
+            continue  # the same tensor again
+        chosen.append((call, name))
+    return [name for _, name in chosen]
