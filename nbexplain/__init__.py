@@ -12,8 +12,10 @@ from .explanation import Explanation
 
 __all__ = [
     "Cancelled",
+    "Compare",
     "Explainer",
     "Explanation",
+    "Explorer",
     "Param",
     "Prediction",
     "method_info",
@@ -22,3 +24,21 @@ __all__ = [
     "samples",
 ]
 __version__ = "0.1.0"
+
+_WIDGETS = {"Explorer": "explorer", "Compare": "compare"}
+
+
+def __getattr__(name: str):
+    """``Explorer`` and ``Compare`` load the widget code (ipywidgets, anywidget) on first use,
+    so ``import nbexplain`` stays light and works without a notebook."""
+    if name in _WIDGETS:
+        from importlib import import_module
+
+        value = getattr(import_module(f".widgets.{_WIDGETS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WIDGETS})
