@@ -1,0 +1,31 @@
+"""The notebook cells the browser tests open."""
+
+import numpy as np
+
+H, W = 64, 96
+HEAT = np.array([[0.0, 0.25, 0.5], [0.75, 1.0, 0.1]], np.float32)
+
+# A HeatmapCanvas alone, on a synthetic picture and a 2×3 map.
+CANVAS_CELL = f"""
+import numpy as np
+from nbexplain.widgets.canvas import HeatmapCanvas
+H, W = {H}, {W}
+yy, xx = np.mgrid[0:H, 0:W]
+img = np.stack([xx * 255 // (W - 1), yy * 255 // (H - 1), np.full_like(xx, 80)], -1).astype(np.uint8)
+heat = np.array({HEAT.tolist()}, np.float32)
+canvas = HeatmapCanvas(img, heat, brush_size=3)
+canvas
+"""
+
+# The Explorer on the embedded model (offline weights) and a bundled photo.
+EXPLORER_CELL = """
+import nbexplain as nbx
+explainer = nbx.Explainer.pretrained(device="cpu")
+explorer = nbx.Explorer(explainer, nbx.samples.load("cat"))
+explorer
+"""
+
+
+def picture() -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    return np.stack([xx * 255 // (W - 1), yy * 255 // (H - 1), np.full_like(xx, 80)], -1).astype(np.uint8)
