@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .hooks import Captured, capture
+from .inputs import input_mismatch, match_model_dtype
 from .outputs import OutputSpec, select_logits
 
 Progress = Callable[[float, "torch.Tensor | None"], None]
@@ -33,14 +34,32 @@ class Context:
     layer: str | None = None
     progress: Progress | None = None
     should_stop: Callable[[], bool] | None = None
+    preprocess: Any = None
     batch_elements: int = 32 * 3 * 224 * 224
     clean_logits: torch.Tensor | None = field(default=None, repr=False)
     state: dict[str, Any] = field(default_factory=dict, repr=False)
+    classes: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("progress", "should_stop"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be a callable or None; got {type(value).__name__}")
+        self.x = match_model_dtype(self.x, self.model)
 
     # -- running the model -------------------------------------------------------------------
     def logits(self, xs: torch.Tensor) -> torch.Tensor:
         """The model's logits ``(N, classes)`` for the batch ``xs``."""
-        return select_logits(self.model(xs), self.output, xs.shape[0])
+        try:
+            result = self.model(xs)
+        except RuntimeError as error:
+            problem = input_mismatch(self.model, xs)
+            if problem is None:
+                raise
+            raise ValueError(problem) from error
+        logits = select_logits(result, self.output, xs.shape[0])
+        self.classes = logits.shape[1]
+        return logits
 
     def observe_clean(self, logits: torch.Tensor) -> None:
         """Record logits of the unmodified input (row of a batch), so no extra forward is needed."""
@@ -59,9 +78,11 @@ class Context:
         """The class explained: the requested one, else the top-1 class of the input."""
         if self.requested_target is None:
             self.requested_target = int(self.clean()[0].argmax())
-        classes = self.clean_logits.shape[1] if self.clean_logits is not None else None
-        if classes is not None and not 0 <= self.requested_target < classes:
-            raise ValueError(f"target {self.requested_target} is out of range for {classes} classes")
+        if self.classes is not None and not 0 <= self.requested_target < self.classes:
+            raise ValueError(
+                f"target={self.requested_target} is out of range; valid: 0..{self.classes - 1} "
+                f"(the model has {self.classes} classes)"
+            )
         return self.requested_target
 
     @property
@@ -89,17 +110,24 @@ class Context:
 
         ``clean_row``: the row of ``xs`` that is the unmodified input, so its logits give the
         target and score for free. ``rule``: a context (e.g. ``RectifierRule``) active in both
-        the forward and the backward.
+        the forward and the backward. Progress is reported (and a stop honoured) after each chunk.
         """
         grads = []
         for part in self.chunks(xs.shape[0]):
             batch = xs[part].detach().requires_grad_(True)
             with torch.enable_grad(), rule if rule is not None else nullcontext():
                 logits = self.logits(batch)
+                if not logits.requires_grad:
+                    raise ValueError(
+                        "the logits do not depend on the input through autograd, so gradients cannot "
+                        "be taken: the model detaches them or runs under torch.no_grad(), or output= "
+                        "picks a tensor that is not the logits"
+                    )
                 if clean_row is not None and part.start <= clean_row < part.stop:
                     self.observe_clean(logits[clean_row - part.start])
                 (grad,) = torch.autograd.grad(logits[:, self.target].sum(), batch)
             grads.append(grad)
+            self.report(part.stop / xs.shape[0])
         return torch.cat(grads)
 
     def layer_pass(

@@ -135,13 +135,25 @@ class Explainer:
         method: str = "gradcam",
         target: int | str | None = None,
         layers: Sequence[str] | None = None,
+        *,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
         **params: Any,
     ) -> dict[str, Explanation]:
         """``method`` at every layer in ``layers`` (default: ``layers()``) from one forward and
         one backward pass; the same maps as separate ``explain`` calls."""
         from .layerwise import explain_layers
 
-        return explain_layers(self, x, method, target, layers, **params)
+        return explain_layers(
+            self, x, method, target, layers, progress=progress, should_stop=should_stop, **params
+        )
+
+    def layer_session(self, x: ImageLike, layers: Sequence[str] | None = None, *, cache: int = 8):
+        """A ``LayerSession``: one forward of ``x`` kept, so ``session.explain(method, target)``
+        answers every layer with one backward per new target (close it, or use ``with``)."""
+        from .layerwise import LayerSession
+
+        return LayerSession(self, x, layers, cache=cache)
 
     def occlude(
         self, x: ImageLike, mask: Any, baseline: float | str = "blur", topk: int = 5
@@ -163,6 +175,7 @@ class Explainer:
             layer=layer,
             progress=progress,
             should_stop=should_stop,
+            preprocess=self.preprocess,
         )
 
     def _resolve_layer(self, spec: registry.Method, layer: str | None) -> str | None:
@@ -179,7 +192,10 @@ class Explainer:
         find_module(self.model, layer)
         return layer
 
-    def _explanation(self, spec, ctx, attribution, params, target, score, layer=None) -> Explanation:
+    def _explanation(
+        self, spec, ctx, attribution, params, target, score, layer=None, image=None
+    ) -> Explanation:
+        """``image``: the display picture of ``ctx.x`` when already made (shared by many results)."""
         attribution = attribution.detach().float().cpu()
         if spec.to_map is not None:
             map01 = spec.to_map(attribution, ctx, params)
@@ -194,7 +210,7 @@ class Explainer:
             method=spec.name,
             layer=layer if layer is not None else ctx.layer,
             params=dict(params),
-            image=to_display(ctx.x, self.preprocess),
+            image=to_display(ctx.x, self.preprocess) if image is None else image,
             signed=spec.signed,
         )
 
