@@ -1,0 +1,419 @@
+"""Incremental inference for occlusion: recompute only what an occluded window can reach.
+
+Krypton (Nakandala et al., SIGMOD 2019): occluding a window changes a convolution's output
+only inside the window's receptive-field growth, so each layer can be recomputed on a small
+patch around the window, pasted over the cached activations of the unoccluded image. This is
+exact — the same arithmetic on the same values — not an approximation.
+
+The model is traced with ``torch.fx``; its graph is interpreted with three kinds of value:
+constants (not input-dependent), ``Patched`` (the clean activation plus, per window, one
+same-sized changed rectangle) and dense batches. Pointwise ops (BatchNorm in eval, activations,
+residual adds, channel concatenation) act on the patches alone; convolutions and pools gather
+their input region (patch plus halo from the cached clean activation) and emit a new patch;
+when the region covers most of the feature map, or for any other op (global pooling, linear,
+SE blocks, attention, unknown code), the patches are pasted into full activations and the
+rest of the graph runs densely on the batch. Anything that does not trace, or writes in place
+into a tensor read elsewhere, or carries module hooks, falls back to plain batched forwards
+(``build`` returns ``None``). Patch geometry and the region ops live in ``regions.py``.
+"""
+
+from __future__ import annotations
+
+import operator
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from .regions import Patched, Spatial, padded, reach, spatial_spec
+
+# Switch to dense computation when a spatial op's input region reaches this share of the map.
+DENSE_SHARE = 0.9
+
+_POINTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.GELU,
+    nn.LeakyReLU, nn.ELU, nn.Mish, nn.Hardtanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout2d,
+)
+_POINTWISE_FUNCTIONS = {
+    F.relu, F.relu6, F.hardtanh, F.silu, F.gelu, F.hardswish, F.hardsigmoid, F.leaky_relu, F.elu,
+    F.mish, F.sigmoid, F.tanh, torch.relu, torch.sigmoid, torch.tanh, torch.clamp, torch.clip,
+    torch.add, torch.sub, torch.mul, torch.div, operator.add, operator.sub, operator.mul,
+    operator.truediv, operator.neg, F.relu_, torch.relu_, F.hardtanh_, F.elu_, F.leaky_relu_,
+    torch.sigmoid_, torch.tanh_, torch.clamp_, operator.iadd, operator.isub, operator.imul,
+    operator.itruediv,
+}
+_POINTWISE_METHODS = {
+    "relu", "sigmoid", "tanh", "clamp", "clip", "add", "sub", "mul", "div", "neg", "contiguous",
+    "relu_", "sigmoid_", "tanh_", "clamp_", "clip_", "add_", "sub_", "mul_", "div_", "neg_",
+}
+_METADATA = {"ndim", "shape", "dtype", "device", "is_cuda"}
+_INPLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+_VIEW_METHODS = {
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "contiguous", "squeeze",
+    "unsqueeze", "permute", "transpose", "t", "expand", "expand_as", "detach", "narrow", "as_strided",
+    "__getitem__", "select", "split", "chunk", "unbind", "movedim", "swapaxes", "type_as", "to", "float",
+}
+_VIEW_FUNCTIONS = {
+    operator.getitem, torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute,
+    torch.transpose, torch.narrow, torch.split, torch.chunk, torch.unbind, torch.movedim, torch.detach,
+    F.dropout, F.dropout2d,
+}
+
+
+# -- tracing ---------------------------------------------------------------------------------
+class _Tracer(fx.Tracer):
+    """Convolutions and pools (subclasses included) stay whole nodes."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+@dataclass
+class Plan:
+    """A traced model and what the runner needs to know about its graph, cached per model."""
+
+    key: tuple
+    graph: fx.Graph | None
+    nodes: list[fx.Node] = field(default_factory=list)
+    inputs: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
+    dependent: set[fx.Node] = field(default_factory=set)  # nodes the input reaches
+    last_use: dict[fx.Node, int] = field(default_factory=dict)
+    checked: dict[tuple, Spatial | None] = field(default_factory=dict)  # verified spatial specs
+    mutation_is_local: bool = True
+    skip: set[fx.Node] = field(default_factory=set)  # shape assertions: checked once, on the clean pass
+
+    @classmethod
+    def of(cls, key: tuple, graph: fx.Graph | None, modules: dict[str, nn.Module]) -> Plan:
+        plan = cls(key, graph)
+        if graph is None:
+            return plan
+        plan.nodes = list(graph.nodes)
+        plan.mutation_is_local = mutation_is_local(plan.nodes, modules)
+        plan.inputs = {node: list(node.all_input_nodes) for node in plan.nodes}
+        plan.dependent = {n for n in plan.nodes if n.op == "placeholder"}
+        for node in plan.nodes:
+            if any(arg in plan.dependent for arg in plan.inputs[node]):
+                plan.dependent.add(node)
+        position = {node: i for i, node in enumerate(plan.nodes)}
+        plan.last_use = {node: max((position[u] for u in node.users), default=-1) for node in plan.nodes}
+        plan.skip = _checks_only(plan.nodes)
+        return plan
+
+
+def _checks_only(nodes: list[fx.Node]) -> set[fx.Node]:
+    """``torch._assert`` nodes and the metadata reads (``x.ndim == 4``) that only feed them."""
+    skip = {n for n in nodes if n.op == "call_function" and n.target is torch._assert}
+    for node in reversed(nodes):
+        if (node.op == "call_function" and node.target in (getattr, operator.eq, operator.ne)
+                and node.users and all(user in skip for user in node.users)):
+            skip.add(node)
+    return skip
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _has_hooks(named: list[tuple[str, nn.Module]]) -> bool:
+    """Module hooks would be lost inside traced-through modules: leave such models alone."""
+    from torch.nn.modules import module as module_globals
+
+    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for _, m in named)
+
+
+def plan(model: nn.Module, named: list[tuple[str, nn.Module]] | None = None) -> Plan:
+    """The model's traced plan (cached per model and module structure); ``plan.graph`` is
+    ``None`` when ``torch.fx`` cannot trace it."""
+    named = list(model.named_modules()) if named is None else named
+    key = tuple((name, type(m)) for name, m in named)
+    cached = _PLANS.get(model)
+    if cached is not None and cached.key == key:
+        return cached
+    try:
+        graph = _Tracer().trace(model)
+    except Exception:  # any tracing failure means: run densely
+        graph = None
+    _PLANS[model] = result = Plan.of(key, graph, dict(named))
+    return result
+
+
+# -- the runner ------------------------------------------------------------------------------
+def _mutates(node: fx.Node, target: Any) -> bool:
+    """Does ``node`` write into its first argument (``inplace=True``, ``relu_``, ``+=``)?"""
+    if node.op == "call_module":
+        return bool(getattr(target, "inplace", False))
+    if node.op == "call_function":
+        name = getattr(target, "__name__", "")
+        return (bool(node.kwargs.get("inplace", False)) or target in _INPLACE_OPERATORS
+                or (name.endswith("_") and not name.startswith("_")))
+    return node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("_")
+
+
+def _aliases_input(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """May ``node``'s value share memory with its first argument (a view, or the same tensor)?"""
+    if node.op == "call_module":
+        module = modules.get(node.target)
+        return type(module) in (nn.Identity, nn.Dropout, nn.Dropout2d, nn.Flatten) or _mutates(node, module)
+    if node.op == "call_method":
+        return node.target in _VIEW_METHODS or _mutates(node, node.target)
+    return node.op == "call_function" and (node.target in _VIEW_FUNCTIONS or _mutates(node, node.target))
+
+
+def mutation_is_local(graph_nodes: list[fx.Node], modules: dict[str, nn.Module]) -> bool:
+    """True when every in-place op writes into a tensor nothing else reads: then running it out
+    of place (as the runner does, to keep its cached activations intact) changes nothing."""
+    for node in graph_nodes:
+        target = modules.get(node.target) if node.op == "call_module" else node.target
+        if node.op not in ("call_module", "call_function", "call_method") or not _mutates(node, target):
+            continue
+        if not node.users:
+            return False  # the write itself is the point (``x.relu_()`` on its own line)
+        current = node
+        while current.args and isinstance(current.args[0], fx.Node):
+            source = current.args[0]
+            if len(source.users) != 1:
+                return False
+            if not _aliases_input(source, modules):
+                break
+            current = source
+    return True
+
+
+def _spatially_constant(value: Any) -> bool:
+    """A constant that broadcasts the same over every pixel (scalar, per-channel)."""
+    if not isinstance(value, torch.Tensor):
+        return True
+    if value.ndim < 2:
+        return value.numel() == 1
+    return value.ndim <= 4 and value.shape[-1] == 1 and value.shape[-2] == 1 and (
+        value.ndim < 4 or value.shape[0] == 1)
+
+
+def _leaves(value: Any) -> list[Any]:
+    out: list[Any] = []
+    fx.node.map_aggregate(value, out.append)
+    return out
+
+
+class IncrementalRunner:
+    """Runs ``model`` on occluded copies of one input, reusing its clean activations."""
+
+    def __init__(self, model: nn.Module, plan: Plan, x: torch.Tensor, dense_share: float = DENSE_SHARE,
+                 modules: dict[str, nn.Module] | None = None):
+        self.model, self.plan, self.dense_share = model, plan, dense_share
+        self.nodes, self.dependent, self.last_use = plan.nodes, plan.dependent, plan.last_use
+        self.modules = modules if modules is not None else dict(model.named_modules())
+        self.spatial: dict[fx.Node, Spatial | None] = {}
+        self.padded: dict[fx.Node, torch.Tensor] = {}
+        self.clean: dict[fx.Node, Any] = {}
+        self.clean_output = self._clean_pass(x)
+
+    @classmethod
+    def build(cls, model: nn.Module, x: torch.Tensor, **options) -> IncrementalRunner | None:
+        """A runner for ``model`` at input ``x`` (batch of one), or ``None`` when the model
+        cannot be traced (then plain batched forwards are the way)."""
+        named = list(model.named_modules())
+        if _has_hooks(named):
+            return None
+        traced = plan(model, named)
+        placeholders = [n for n in traced.nodes if n.op == "placeholder"]
+        if (traced.graph is None or not traced.mutation_is_local or not placeholders
+                or any(not n.args for n in placeholders[1:])):
+            return None
+        try:
+            return cls(model, traced, x, modules=dict(named), **options)
+        except Exception:  # a graph we cannot interpret: run densely
+            return None
+
+    # -- executing one node ----------------------------------------------------------------
+    def _call(self, node: fx.Node, args: tuple, kwargs: dict, copy_mutated: bool) -> Any:
+        target = self.modules[node.target] if node.op == "call_module" else node.target
+        if copy_mutated and _mutates(node, target) and isinstance(args[0], torch.Tensor):
+            args = (args[0].clone(), *args[1:])
+        if node.op == "call_module":
+            return target(*args, **kwargs)
+        if node.op == "call_function":
+            return target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        if node.op == "get_attr":
+            value: Any = self.model
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            return value
+        raise RuntimeError(f"cannot execute fx node {node.op}")
+
+    def _clean_pass(self, x: torch.Tensor) -> Any:
+        env = self.clean
+        first = True
+        for node in self.nodes:
+            if node.op == "placeholder":
+                env[node] = x if first else node.args[0]
+                first = False
+            elif node.op == "output":
+                return fx.node.map_arg(node.args[0], lambda n: env[n])
+            else:
+                args = fx.node.map_arg(node.args, lambda n: env[n])
+                kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+                env[node] = self._call(node, args, kwargs, copy_mutated=True)
+                if node.op == "call_module" and node in self.dependent and args:
+                    module = self.modules[node.target]
+                    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                        key = (node.name, tuple(args[0].shape), args[0].dtype, args[0].device)
+                        checked = self.plan.checked
+                        if key not in checked:
+                            checked[key] = spatial_spec(module, args[0], env[node])
+                        self.spatial[node] = checked[key]
+        raise RuntimeError("the traced graph has no output")
+
+    # -- occluded batches ------------------------------------------------------------------
+    def run(self, x: torch.Tensor, base: torch.Tensor, windows: Sequence[tuple[int, int, int, int]]) -> Any:
+        """The model's output for ``x`` with each window (y0, y1, x0, x1) taken from ``base``;
+        one image per window, in order."""
+        values: dict[fx.Node, Any] = {}
+        first = True
+        for i, node in enumerate(self.nodes):
+            if node.op == "placeholder":
+                values[node] = self._initial(x, base, windows) if first else node.args[0]
+                first = False
+            elif node not in self.dependent:
+                values[node] = self.clean[node]
+            elif node in self.plan.skip:
+                values[node] = None
+            elif node.op == "output":
+                return fx.node.map_arg(node.args[0], lambda n: self._densify(values[n]))
+            else:
+                values[node] = self._step(node, values)
+            for arg in self.plan.inputs[node]:
+                if self.last_use[arg] == i and arg in self.dependent:
+                    del values[arg]
+        raise RuntimeError("the traced graph has no output")
+
+    def _initial(self, x, base, windows) -> Patched:
+        h = max(y1 - y0 for y0, y1, _, _ in windows)
+        w = max(x1 - x0 for _, _, x0, x1 in windows)
+        height, width = x.shape[-2:]
+        tops = [min(y0, height - h) for y0, _, _, _ in windows]
+        lefts = [min(x0, width - w) for _, _, x0, _ in windows]
+        patch = torch.stack([x[0, :, t:t + h, c:c + w] for t, c in zip(tops, lefts, strict=True)])
+        for n, (y0, y1, x0, x1) in enumerate(windows):
+            patch[n, :, y0 - tops[n]:y1 - tops[n], x0 - lefts[n]:x1 - lefts[n]] = base[0, :, y0:y1, x0:x1]
+        return Patched(x, patch, tops, lefts)
+
+    @staticmethod
+    def _densify(value: Any) -> Any:
+        return value.dense() if isinstance(value, Patched) else value
+
+    def _step(self, node: fx.Node, values: dict) -> Any:
+        args = fx.node.map_arg(node.args, lambda n: values[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
+        inputs = _leaves([values[n] for n in self.plan.inputs[node] if n in self.dependent])
+        patched = [v for v in inputs if isinstance(v, Patched)]
+        if patched:
+            result = NotImplemented
+            if not any(isinstance(v, torch.Tensor) for v in inputs):  # no dense batch mixed in
+                constants = _leaves(fx.node.map_arg(
+                    (node.args, node.kwargs), lambda n: None if n in self.dependent else values[n]))
+                result = self._incremental(node, args, kwargs, patched, constants)
+            if result is not NotImplemented:
+                return result
+            args = fx.node.map_aggregate(args, self._densify)
+            kwargs = fx.node.map_aggregate(kwargs, self._densify)
+        single_user = bool(node.args) and isinstance(node.args[0], fx.Node) and len(node.args[0].users) == 1
+        return self._call(node, args, kwargs, copy_mutated=not single_user)
+
+    def _incremental(self, node: fx.Node, args, kwargs, patched: list[Patched], constants) -> Any:
+        """The node's value with ``Patched`` inputs and no dense ones, as a ``Patched`` (or
+        shape metadata); ``NotImplemented`` to compute it densely."""
+        first = args[0] if args else None
+        if isinstance(first, Patched):
+            full = torch.Size((first.count, *first.clean.shape[1:]))
+            if node.op == "call_function" and node.target is getattr and args[1] in _METADATA:
+                return full if args[1] == "shape" else getattr(first.clean, args[1])
+            if node.op == "call_method" and node.target == "size":
+                return full if len(args) == 1 and not kwargs else full[kwargs.get("dim", args[-1])]
+            if node.op == "call_method" and node.target == "dim":
+                return len(full)
+        clean = self.clean[node]
+        if not isinstance(clean, torch.Tensor) or clean.ndim != 4:
+            return NotImplemented
+        if node in self.spatial:
+            spec = self.spatial[node]
+            if spec is None or not isinstance(first, Patched) or len(patched) != 1:
+                return NotImplemented
+            return self._spatial(node, spec, first, clean)
+        if not self._pointwise(node, args, kwargs, constants):
+            return NotImplemented
+        if any(p.clean.shape[-2:] != clean.shape[-2:] for p in patched):
+            return NotImplemented
+        aligned = self._align(patched)
+        swap = {id(p): a.patch for p, a in zip(patched, aligned, strict=True)}
+
+        def patch_of(v):
+            return swap[id(v)] if isinstance(v, Patched) else v
+
+        args, kwargs = fx.node.map_aggregate(args, patch_of), fx.node.map_aggregate(kwargs, patch_of)
+        result = self._call(node, args, kwargs, copy_mutated=True)
+        return Patched(clean, result, aligned[0].top, aligned[0].left)
+
+    def _pointwise(self, node: fx.Node, args, kwargs, constants) -> bool:
+        """Does ``node`` act on each pixel alone (so it can run on the patches only)?"""
+        if node.op == "call_module":
+            module = self.modules[node.target]
+            if type(module) is nn.BatchNorm2d:
+                return not module.training and module.running_mean is not None
+            return type(module) in _POINTWISE_MODULES or type(module) is nn.PReLU
+        if node.op == "call_function":
+            if node.target is F.batch_norm:
+                training = kwargs.get("training", args[5] if len(args) > 5 else False)
+                return not training and len(args) > 1 and args[1] is not None
+            if node.target is F.dropout:
+                return not kwargs.get("training", args[2] if len(args) > 2 else True)
+            if node.target in (torch.cat, torch.concat):
+                dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+                return dim in (1, -3) and all(isinstance(t, Patched) for t in args[0])
+            if node.target not in _POINTWISE_FUNCTIONS:
+                return False
+        elif node.op != "call_method" or node.target not in _POINTWISE_METHODS:
+            return False
+        return all(_spatially_constant(v) for v in constants)
+
+    def _align(self, patched: list[Patched]) -> list[Patched]:
+        """The patches on one common set of rectangles (the union, per image)."""
+        first = patched[0]
+        if all(first.same_rects(p) for p in patched[1:]):
+            return patched
+        size = first.clean.shape[-2:]
+        rects = []
+        for axis, starts in ((0, "top"), (1, "left")):
+            lows = [min(getattr(p, starts)[n] for p in patched) for n in range(first.count)]
+            highs = [max(getattr(p, starts)[n] + p.patch.shape[2 + axis] for p in patched)
+                     for n in range(first.count)]
+            length = max(hi - lo for lo, hi in zip(lows, highs, strict=True))
+            rects.append(([min(lo, size[axis] - length) for lo in lows], length))
+        (tops, h), (lefts, w) = rects
+        return [Patched(p.clean, p.region(p.clean, (0, 0), tops, lefts, h, w), tops, lefts) for p in patched]
+
+    def _spatial(self, node: fx.Node, spec: Spatial, p: Patched, clean: torch.Tensor) -> Any:
+        out_size = tuple(clean.shape[-2:])
+        (ph, pw) = p.patch.shape[-2:]
+        tops_o, _, tops_i, h_i = reach(p.top, ph, spec.kernel[0], spec.stride[0], spec.dilation[0],
+                                       spec.before[0], out_size[0])
+        lefts_o, _, lefts_i, w_i = reach(p.left, pw, spec.kernel[1], spec.stride[1], spec.dilation[1],
+                                         spec.before[1], out_size[1])
+        source = self.padded.get(node)
+        if source is None:
+            source = self.padded[node] = padded(p.clean, spec, out_size)
+        if h_i * w_i >= self.dense_share * source.shape[-2] * source.shape[-1]:
+            return NotImplemented
+        region = p.region(source, spec.before, tops_i, lefts_i, h_i, w_i)
+        out = spec.fn(region)
+        return Patched(clean, out, tops_o, lefts_o)
