@@ -36,9 +36,13 @@ class Context:
     should_stop: Callable[[], bool] | None = None
     preprocess: Any = None
     batch_elements: int = 32 * 3 * 224 * 224
+    # per gradient pass; None: 8 images of 3×224×224 on CPU (faster there than 32 at once),
+    # else batch_elements
+    grad_batch_elements: int | None = None
     clean_logits: torch.Tensor | None = field(default=None, repr=False)
     state: dict[str, Any] = field(default_factory=dict, repr=False)
     classes: int | None = field(default=None, repr=False)
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("progress", "should_stop"):
@@ -89,9 +93,14 @@ class Context:
     def score(self) -> float:
         return float(self.clean()[0, self.target])
 
-    def chunks(self, count: int) -> Iterable[slice]:
-        """Slices of ``range(count)`` sized so a batch stays within the memory budget."""
-        size = max(1, self.batch_elements // max(1, self.x[0].numel()))
+    def chunks(self, count: int, elements: int | None = None, *, even: bool = False) -> Iterable[slice]:
+        """Slices of ``range(count)`` sized so a batch stays within the memory budget
+        (``elements`` input values per batch, default ``batch_elements``); ``even``: as few
+        slices, of near-equal sizes (25 at 8 a batch: 7, 7, 7, 4 rather than 8, 8, 8, 1)."""
+        size = max(1, (elements or self.batch_elements) // max(1, self.x[0].numel()))
+        if even:
+            parts = -(-count // size)
+            size = -(-count // parts) if parts else size
         for start in range(0, count, size):
             yield slice(start, min(count, start + size))
 
@@ -113,8 +122,11 @@ class Context:
         the forward and the backward. Progress is reported (and a stop honoured) after each chunk.
         """
         grads = []
-        for part in self.chunks(xs.shape[0]):
-            batch = xs[part].detach().requires_grad_(True)
+        budget = self.grad_batch_elements
+        if budget is None:
+            budget = 8 * 3 * 224 * 224 if xs.device.type == "cpu" else self.batch_elements
+        for part in self.chunks(xs.shape[0], budget, even=True):
+            batch = self._layout(xs[part].detach()).requires_grad_(True)
             with torch.enable_grad(), rule if rule is not None else nullcontext():
                 logits = self.logits(batch)
                 if not logits.requires_grad:
@@ -128,7 +140,25 @@ class Context:
                 (grad,) = torch.autograd.grad(logits[:, self.target].sum(), batch)
             grads.append(grad)
             self.report(part.stop / xs.shape[0])
-        return torch.cat(grads)
+        return torch.cat(grads).contiguous()
+
+    def _layout(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` in channels-last memory order where that was measured faster on the CPU, for
+        a model whose first layer is a 2-D convolution: batched passes (4+ images: 1.1–1.3× on
+        EfficientNet-Lite0 and ResNet-50 at 8), and any pass through depthwise convolutions
+        (EfficientNet-Lite0 at 1 image: 1.15×; ResNet-50 at 1 image gains nothing)."""
+        if batch.ndim != 4 or batch.device.type != "cpu":
+            return batch
+        if "convs" not in self._memo:
+            weighted = (m for m in self.model.modules() if any(True for _ in m.parameters(recurse=False)))
+            conv_first = isinstance(next(weighted, None), nn.Conv2d)
+            depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+                            for m in self.model.modules())
+            self._memo["convs"] = (conv_first, depthwise)
+        conv_first, depthwise = self._memo["convs"]
+        if conv_first and (depthwise or batch.shape[0] >= 4):
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def layer_pass(
         self, layers: Iterable[str], xs: torch.Tensor | None = None, *, grads: bool = True
@@ -149,6 +179,6 @@ class Context:
             outputs = [captured[name] for name in layers]
             gradients = torch.autograd.grad(logits[:, self.target].sum(), outputs, allow_unused=True)
         result = {}
-        for name, out, grad in zip(layers, outputs, gradients):
+        for name, out, grad in zip(layers, outputs, gradients, strict=True):
             result[name] = torch.zeros_like(out) if grad is None else grad
         return captured, result

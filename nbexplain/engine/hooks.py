@@ -60,7 +60,11 @@ def capture(model: nn.Module, names: Iterable[str], *, track_grad: bool = True) 
     respect to it can be taken.
     """
     names = list(dict.fromkeys(names))
-    modules = [(name, find_module(model, name)) for name in names]
+    table = dict(model.named_modules())  # once, not per name: explain_layers hooks ~30 layers
+    modules = [
+        (name, table[name] if isinstance(name, str) and name in table and name else find_module(model, name))
+        for name in names
+    ]
     captured = Captured(names)
     handles = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -72,3 +73,34 @@ def to_batch(
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return tensor.detach().to(device)
+
+
+def match_model_dtype(x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """``x`` in the floating dtype of ``model``'s parameters (a float64 tensor from numpy for a
+    float32 model, float32 for a half-precision one); unchanged for a model without any."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if tensor.is_floating_point():
+            return x if x.dtype == tensor.dtype else x.to(tensor.dtype)
+    return x
+
+
+def input_mismatch(model: torch.nn.Module, x: torch.Tensor, name: str = "x") -> str | None:
+    """Why ``model`` cannot take ``x``, when its first convolution or linear layer says so
+    (used to explain an error the model raised); ``None`` when nothing is found."""
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            if x.ndim >= 2 and x.shape[1] != module.in_channels:
+                return (
+                    f"{name} has {x.shape[1]} channels (shape {tuple(x.shape)}), but the model's first "
+                    f"convolution {module_name!r} expects {module.in_channels}"
+                )
+            return None
+        if isinstance(module, torch.nn.Linear):
+            features = x[0].numel() if x.ndim > 1 else x.numel()
+            if features != module.in_features and x.shape[-1] != module.in_features:
+                return (
+                    f"{name} has shape {tuple(x.shape[1:])} ({features} values), but the model's first "
+                    f"layer {module_name!r} is linear with {module.in_features} input features"
+                )
+            return None
+    return None

@@ -36,12 +36,18 @@ def select_logits(result: Any, output: OutputSpec, batch: int) -> torch.Tensor:
         try:
             logits = result[output]
         except (IndexError, KeyError, TypeError):
-            raise ValueError(f"output={output!r}: cannot index the model's output; {_describe(result)}") from None
+            raise ValueError(
+                f"output={output!r}: cannot index the model's output; {_describe(result)}"
+            ) from None
     if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"output: the selected model output is {type(logits).__name__}, expected a tensor of logits")
+        raise TypeError(
+            f"output: the selected model output is {type(logits).__name__}, expected a tensor of logits"
+        )
     if logits.ndim != 2 or logits.shape[0] != batch:
         raise ValueError(
-            f"output: expected logits of shape (N, classes) with N={batch}; got {tuple(logits.shape)}"
+            f"output: expected logits of shape (N, classes) with N={batch}; got {tuple(logits.shape)}. "
+            "Pass output= to the Explainer: a key, an index or a callable that picks or reshapes "
+            "them (e.g. output=lambda out: out.flatten(1))"
         )
     return logits
 

@@ -18,27 +18,34 @@ Rule = Literal["guided", "deconvnet"]
 
 
 class _Rectify(torch.autograd.Function):
-    """clamp(x, 0, upper) forward; backward relu(g) (deconvnet) or relu(g)·[0 < x < upper] (guided)."""
+    """clamp(x, 0, upper) forward; backward relu(g) (deconvnet) or relu(g)·[0 < x < upper] (guided).
+
+    Guided keeps what the native op keeps for its own backward (the output of a ReLU or an
+    in-place op, the input of a non-in-place hardtanh) and applies the switch with the native
+    backward kernel, so it costs one extra elementwise op over the plain gradient.
+    """
 
     @staticmethod
     def forward(ctx, x, upper, guided, inplace):
-        if guided:
-            mask = x > 0
-            if upper is not None:
-                mask &= x < upper
-            ctx.mask = mask
-        else:
-            ctx.mask = None
+        ctx.upper, ctx.guided = upper, guided
         if inplace:
             ctx.mark_dirty(x)
-            return x.clamp_(0, upper)
-        return x.clamp(0, upper)
+            y = x.clamp_(0, upper)
+        else:
+            y = x.clamp(0, upper)
+        if guided:
+            ctx.save_for_backward(y if inplace or upper is None else x)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.clamp(min=0)
-        if ctx.mask is not None:
-            grad = grad * ctx.mask
+        if ctx.guided:
+            (saved,) = ctx.saved_tensors  # y = clamp(x, 0, upper) has the same switch as x
+            if ctx.upper is None:
+                grad = torch.ops.aten.threshold_backward(grad, saved, 0.0)
+            else:
+                grad = torch.ops.aten.hardtanh_backward(grad, saved, 0.0, ctx.upper)
         return grad, None, None, None
 
 
@@ -61,7 +68,7 @@ def _rectifier_call(func, args, kwargs):
     if func in _RELU6_INPLACE:
         return args[0], 6.0, True
     if func in _HARDTANH or func in _HARDTANH_INPLACE:
-        params = list(args[1:]) + [None, None, None]
+        params = [*args[1:], None, None, None]
         low = kwargs.get("min_val", params[0] if params[0] is not None else -1.0)
         high = kwargs.get("max_val", params[1] if params[1] is not None else 1.0)
         inplace = func in _HARDTANH_INPLACE or bool(kwargs.get("inplace", params[2] or False))

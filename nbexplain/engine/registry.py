@@ -6,6 +6,7 @@ One declaration feeds both the Python API (validation, defaults, errors) and the
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ class Param:
         accepted = self.type if isinstance(self.type, tuple) else (self.type,)
         if value is None and self.default is None:
             return None
-        if float in accepted and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if float in accepted and isinstance(value, numbers.Real) and not isinstance(value, bool):
             value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"{where} must be a finite number, got {value!r}")
         if int in accepted and isinstance(value, numbers.Integral) and not isinstance(value, bool):
             value = int(value)
         if isinstance(value, bool) and bool not in accepted:
@@ -46,8 +49,16 @@ class Param:
         if self.range is not None and isinstance(value, numbers.Real):
             low, high = self.range
             if (low is not None and value < low) or (high is not None and value > high):
-                raise ValueError(f"{where} must be in [{low}, {high}], got {value!r}")
+                raise ValueError(f"{where} must be {_range_text(low, high)}, got {value!r}")
         return value
+
+
+def _range_text(low, high) -> str:
+    if high is None:
+        return f">= {low}"
+    if low is None:
+        return f"<= {high}"
+    return f"in [{low}, {high}]"
 
 
 def _type_names(types: tuple[type, ...]) -> str:
@@ -118,7 +129,11 @@ def register(
     layerwise: Callable[..., dict[str, torch.Tensor]] | None = None,
     **extra: Any,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    """Decorator: declare ``fn`` as method ``name``."""
+    """Decorator: declare ``fn`` as method ``name``.
+
+    ``extra`` keywords are kept in ``Method.extra``; ``example={...}`` there names parameters a
+    quick run needs beyond the defaults (the every-method tests use them).
+    """
 
     def decorate(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         if name in _REGISTRY:

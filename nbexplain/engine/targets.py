@@ -63,7 +63,12 @@ def resolve_target(target, labels: Labels, classes: int | None = None) -> int | 
     """An int class index, or ``None`` for top-1."""
     if target is None:
         return None
-    if isinstance(target, torch.Tensor) and target.numel() == 1:
+    if isinstance(target, torch.Tensor):
+        if target.numel() != 1:
+            raise ValueError(
+                "target must be one class (None, an int or a label); "
+                f"got a tensor of shape {tuple(target.shape)}"
+            )
         target = target.item()
     if isinstance(target, bool):
         raise TypeError("target must be None, a class index (int) or a label (str); got bool")
@@ -85,4 +90,4 @@ def top_predictions(logits: torch.Tensor, labels: Labels, topk: int) -> list[Pre
     """The ``topk`` classes of one row of logits, best first, with softmax probabilities."""
     probs = logits.detach().float().reshape(-1).softmax(0)
     values, indices = probs.topk(min(topk, probs.numel()))
-    return [Prediction(int(i), labels.name(int(i)), float(v)) for v, i in zip(values, indices)]
+    return [Prediction(int(i), labels.name(int(i)), float(v)) for v, i in zip(values, indices, strict=True)]

@@ -34,7 +34,7 @@ def input_x_gradient(ctx: Context) -> torch.Tensor:
     "smoothgrad", family=GRADIENT, space="pixel", signed=True,
     summary="Gradients averaged over noisy copies of the input (Smilkov et al. 2017).",
     params=(
-        Param("samples", int, 25, "noisy copies (one batched pass)", range=(1, 1024)),
+        Param("samples", int, 25, "noisy copies (computed in batches)", range=(1, 1024)),
         Param("noise", float, 0.15, "noise std as a fraction of the input's value range", range=(0.0, 10.0)),
         Param("magnitude", bool, False, "average squared gradients (SmoothGrad-squared)"),
         Param("seed", int, 0, "random seed for the noise (reproducible maps)", range=(0, None)),
@@ -52,14 +52,17 @@ def smoothgrad(ctx: Context, samples: int, noise: float, magnitude: bool, seed: 
 def _baseline(ctx: Context, baseline) -> torch.Tensor:
     x = ctx.x
     if isinstance(baseline, torch.Tensor):
-        tensor = baseline.to(x.device, x.dtype)
+        where = "integrated_gradients: parameter 'baseline'"
+        if baseline.is_complex():
+            raise TypeError(f"{where} must be a real tensor; got dtype {baseline.dtype}")
+        tensor = baseline.detach().to(x.device, x.dtype)
         if tensor.shape == x.shape[1:]:
             tensor = tensor[None]
         if tensor.shape != x.shape:
-            raise ValueError(
-                f"integrated_gradients: parameter 'baseline' tensor must have the input's shape "
-                f"{tuple(x.shape[1:])}; got {tuple(baseline.shape)}"
-            )
+            raise ValueError(f"{where} tensor must have the input's shape {tuple(x.shape[1:])}; "
+                             f"got {tuple(baseline.shape)}")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{where} contains NaN or infinite values")
         return tensor
     if baseline == "zeros":
         return torch.zeros_like(x)
@@ -99,18 +102,26 @@ def ig_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     "integrated_gradients", family=GRADIENT, space="pixel", signed=True,
     summary="Path integral of gradients from a baseline (Sundararajan et al. 2017).",
     params=(
-        Param("steps", int, 32, "points on the path (one batched pass)", range=(1, 1024)),
+        Param("steps", int, 32, "points on the path (computed in batches); ReLU nets need many for the "
+              "attributions to sum to y(x) − y(baseline)", range=(1, 1024)),
         Param("baseline", (str, torch.Tensor), "zeros", "the reference input: 'zeros', 'blur' or a tensor",
               choices=("zeros", "blur")),
         Param("rule", str, "gausslegendre", "quadrature rule",
-              choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")),
+              choices=("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right",
+                       "riemann_middle")),
     ),
 )
 def integrated_gradients(ctx: Context, steps: int, baseline, rule: str) -> torch.Tensor:
     x = ctx.x
     base = _baseline(ctx, baseline)
     alphas, weights = ig_points(steps, rule)
+    order = np.argsort(alphas != 1, kind="stable")  # x itself (α = 1) first: its logits come free
+    alphas, weights = alphas[order], weights[order]
     alpha = torch.as_tensor(alphas, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
     weight = torch.as_tensor(weights, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
-    grads = ctx.input_gradients(base + alpha * (x - base))
+    path = base + alpha * (x - base)
+    clean_row = None
+    if alphas[0] == 1:
+        path[0], clean_row = x[0], 0
+    grads = ctx.input_gradients(path, clean_row=clean_row)
     return ((x - base) * (grads * weight).sum(0, keepdim=True))[0]
