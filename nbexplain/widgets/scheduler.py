@@ -1,10 +1,9 @@
 """When the widgets compute: one worker thread, latest request wins, results cached.
 
 Every engine call of a widget runs on its worker thread, off the kernel's main thread, so the
-kernel keeps answering the browser while a map is computed. One thread per widget (not a pool),
-and one lock per model across widgets (``model_lock``), because the engine switches the model to
-eval mode and freezes its parameters for the length of a call: two calls at once on one model
-would restore each other's flags in the wrong order.
+kernel keeps answering the browser while a map is computed. One thread per widget (not a pool).
+Calls on one model take turns through the engine's ``model_lock`` (widgets and the user's own
+cells alike), since the engine switches the model to eval mode for the length of a call.
 
 Requests go to *lanes* ("explain", "predict", …). A lane holds at most one pending request: a
 newer one replaces it (the older is dropped, never queued), and a running request of that lane
@@ -21,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import numpy as np
+
+from ..engine.guard import model_lock
 
 
 class Job:
@@ -263,23 +263,6 @@ class LRUCache:
 
 
 # -- cached engine calls -----------------------------------------------------------------------
-_MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
-_MODEL_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(model: Any) -> threading.RLock:
-    """The one lock of ``model``, shared by every widget on it. An engine call puts the model in
-    eval mode and freezes its parameters until it returns; two such calls interleaved on two
-    threads (an Explorer and a Compare on one model) would restore each other's flags in the
-    wrong order and leave the model changed. Re-entrant: a job's progress callback may run
-    another job (``Scheduler.service``) on the same thread."""
-    with _MODEL_LOCKS_GUARD:
-        lock = _MODEL_LOCKS.get(model)
-        if lock is None:
-            lock = _MODEL_LOCKS[model] = threading.RLock()
-        return lock
-
-
 def freeze(value: Any) -> Hashable:
     """A hashable stand-in for a parameter value (tensors and arrays by identity and version)."""
     if isinstance(value, dict):
