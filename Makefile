@@ -16,8 +16,9 @@ $(VENV)/.dev: pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $(VENV)/.demo $@
 
+# --allow-root only where we are root (containers); a normal user never needs it.
 demo: $(VENV)/.demo
-	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb
+	$(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/01_quickstart.ipynb
 
 test: $(VENV)/.dev lint jstest browser pytest
 
