@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +17,15 @@ from . import render
 @dataclass(frozen=True, eq=False)
 class Explanation:
     """``attribution`` is the method's raw result (float32, CPU); ``map`` is (H, W) in [0, 1] at
-    input resolution for display; ``signed`` maps put zero at 0.5."""
+    input resolution for display; ``signed`` maps put zero at 0.5.
+
+    ``map_source`` is the map, or a function that makes it on first use: ``explain_layers``
+    returns a result per layer, and the widget shows the method's own low-resolution map, so
+    full-size maps nobody reads are never made.
+    """
 
     attribution: torch.Tensor
-    map: np.ndarray
+    map_source: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
     target: int
     label: str
     score: float
@@ -28,6 +34,14 @@ class Explanation:
     params: dict[str, Any]
     image: np.ndarray = field(repr=False)
     signed: bool = False
+
+    @property
+    def map(self) -> np.ndarray:
+        source = self.map_source
+        if callable(source):
+            source = np.asarray(source(), dtype=np.float32)
+            object.__setattr__(self, "map_source", source)  # made once; frozen otherwise
+        return source
 
     def overlay(self, cmap: str | None = None, alpha: float = 0.5) -> Image.Image:
         """The map blended over the model's input picture."""

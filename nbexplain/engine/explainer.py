@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -198,12 +199,13 @@ class Explainer:
         """``image``: the display picture of ``ctx.x`` when already made (shared by many results)."""
         attribution = attribution.detach().float().cpu()
         if spec.to_map is not None:
-            map01 = spec.to_map(attribution, ctx, params)
-        else:
-            map01 = default_map(spec, attribution, tuple(ctx.x.shape[-2:]))
+            map01 = np.asarray(spec.to_map(attribution, ctx, params), dtype=np.float32)
+        else:  # needs only the attribution: made when first read
+            size = tuple(ctx.x.shape[-2:])
+            map01 = functools.partial(default_map, spec, attribution, size)
         return Explanation(
             attribution=attribution,
-            map=np.asarray(map01, dtype=np.float32),
+            map_source=map01,
             target=target,
             label=self.labels.name(target),
             score=score,

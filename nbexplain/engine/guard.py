@@ -44,7 +44,8 @@ def preserved(model: nn.Module) -> Iterator[nn.Module]:
 @contextmanager
 def _frozen_eval(model: nn.Module) -> Iterator[None]:
     modules = list(model.modules())
-    training = [module for module in modules if module.training]
+    modes = [module.training for module in modules]
+    training = any(modes)
     # model.parameters() without its per-call recursion (a third of a millisecond here)
     trainable = list({id(p): p for module in modules for p in module._parameters.values()
                       if p is not None and p.requires_grad}.values())
@@ -56,10 +57,9 @@ def _frozen_eval(model: nn.Module) -> Iterator[None]:
             param.requires_grad_(False)
         yield
     finally:
-        for module in modules:
-            module.training = False
-        for module in training:
-            module.training = True
+        for module, was_training in zip(modules, modes, strict=True):
+            if module.training != was_training:  # a plain read; nn.Module's setattr is slow
+                module.training = was_training
         for param in trainable:
             param.requires_grad_(True)
         torch.set_grad_enabled(grad_enabled)
