@@ -39,16 +39,25 @@ class Captured:
 
 def find_module(model: nn.Module, name: str) -> nn.Module:
     """``model``'s submodule called ``name`` (a ``named_modules()`` name)."""
-    if not isinstance(name, str):
-        raise TypeError(f"layer must be a str (a named_modules() name), got {type(name).__name__}")
-    modules = dict(model.named_modules())
-    if name not in modules or name == "":
-        sample = [n for n in modules if n][:8]
-        raise ValueError(
-            f"layer {name!r} is not a module of the model; valid names are those of "
-            f"named_modules(), e.g. {sample} (see Explainer.layers())"
-        )
-    return modules[name]
+    return find_modules(model, [name])[0]
+
+
+def find_modules(model: nn.Module, names: Iterable[str]) -> list[nn.Module]:
+    """``model``'s submodules called ``names``, from one walk of ``named_modules()`` (an
+    all-layer pass names ~30); the first unknown name raises, listing valid ones."""
+    table = dict(model.named_modules())
+    found = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"layer must be a str (a named_modules() name), got {type(name).__name__}")
+        if name not in table or name == "":
+            sample = [n for n in table if n][:8]
+            raise ValueError(
+                f"layer {name!r} is not a module of the model; valid names are those of "
+                f"named_modules(), e.g. {sample} (see Explainer.layers())"
+            )
+        found.append(table[name])
+    return found
 
 
 @contextmanager
@@ -60,11 +69,7 @@ def capture(model: nn.Module, names: Iterable[str], *, track_grad: bool = True) 
     respect to it can be taken.
     """
     names = list(dict.fromkeys(names))
-    table = dict(model.named_modules())  # once, not per name: explain_layers hooks ~30 layers
-    modules = [
-        (name, table[name] if isinstance(name, str) and name in table and name else find_module(model, name))
-        for name in names
-    ]
+    modules = list(zip(names, find_modules(model, names), strict=True))
     captured = Captured(names)
     handles = []
 

@@ -238,9 +238,7 @@ class IncrementalRunner:
         target = self.modules[node.target] if node.op == "call_module" else node.target
         if copy_mutated and _mutates(node, target) and isinstance(args[0], torch.Tensor):
             args = (args[0].clone(), *args[1:])
-        if node.op == "call_module":
-            return target(*args, **kwargs)
-        if node.op == "call_function":
+        if node.op in ("call_module", "call_function"):
             return target(*args, **kwargs)
         if node.op == "call_method":
             return getattr(args[0], target)(*args[1:], **kwargs)

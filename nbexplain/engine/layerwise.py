@@ -25,7 +25,7 @@ from . import registry
 from .context import Context, Progress
 from .display import to_display
 from .guard import preserved
-from .hooks import capture, find_module
+from .hooks import capture, find_modules
 
 if TYPE_CHECKING:
     from .explainer import Explainer
@@ -56,10 +56,7 @@ def resolve_layers(explainer: Explainer, layers: Sequence[str] | None) -> list[s
     names = list(dict.fromkeys(layers))
     if not names:
         raise ValueError("layers is empty; pass None for every layer of Explainer.layers()")
-    table = dict(explainer.model.named_modules())
-    for name in names:
-        if not isinstance(name, str) or not name or name not in table:
-            find_module(explainer.model, name)  # raises, naming the valid layers
+    find_modules(explainer.model, names)  # raises, naming the valid layers
     return names
 
 
