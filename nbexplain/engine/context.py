@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hooks import Captured, capture
+from .hooks import Captured, capture, retrying
 from .inputs import input_mismatch, match_model_dtype
 from .outputs import OutputSpec, select_logits
 
@@ -165,20 +165,26 @@ class Context:
     ) -> tuple[Captured, dict[str, torch.Tensor]]:
         """One forward (and, with ``grads``, one backward) capturing ``layers``.
 
-        Returns the captured outputs (last call of each module) and ∂y/∂output per layer.
+        Returns the captured outputs (last call of each module) and ∂y/∂output per layer, in
+        the memory order ``_layout`` chose for the pass.
         """
         clean = xs is None
-        xs = self.x if clean else xs
+        xs = self._layout(self.x if clean else xs)
         layers = list(layers)
-        with capture(self.model, layers, track_grad=grads) as captured, torch.set_grad_enabled(grads):
-            logits = self.logits(xs)
-            if clean:
-                self.observe_clean(logits[0])
-            if not grads:
-                return captured, {}
-            outputs = [captured[name] for name in layers]
-            gradients = torch.autograd.grad(logits[:, self.target].sum(), outputs, allow_unused=True)
-        result = {}
-        for name, out, grad in zip(layers, outputs, gradients, strict=True):
-            result[name] = torch.zeros_like(out) if grad is None else grad
-        return captured, result
+
+        def run() -> tuple[Captured, dict[str, torch.Tensor]]:
+            with capture(self.model, layers, track_grad=grads) as captured, torch.set_grad_enabled(grads):
+                logits = self.logits(xs)
+                if clean:
+                    self.observe_clean(logits[0])
+                if not grads:
+                    captured.check()
+                    return captured, {}
+                outputs = [captured[name] for name in layers]
+                gradients = torch.autograd.grad(logits[:, self.target].sum(), outputs, allow_unused=True)
+            result = {}
+            for name, out, grad in zip(layers, outputs, gradients, strict=True):
+                result[name] = torch.zeros_like(out) if grad is None else grad
+            return captured, result
+
+        return retrying(run)

@@ -25,20 +25,21 @@ from . import registry
 from .context import Context, Progress
 from .display import to_display
 from .guard import preserved
-from .hooks import capture, find_modules
+from .hooks import capture, find_modules, retrying
 
 if TYPE_CHECKING:
     from .explainer import Explainer
 
 
 def spatial(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Row 0 of a captured ``(N, K, h, w)`` layer output, as float32; a clear error otherwise."""
+    """Row 0 of a captured ``(N, K, h, w)`` layer output, as contiguous float32; a clear error
+    otherwise."""
     if tensor.ndim != 4:
         raise ValueError(
             f"layer {name!r} outputs shape {tuple(tensor.shape)}; this method needs a spatial "
             "(N, C, H, W) output — pick a convolutional layer (see Explainer.layers())"
         )
-    return tensor[0].detach().float()
+    return tensor[0].detach().float().contiguous()
 
 
 def resolve_layers(explainer: Explainer, layers: Sequence[str] | None) -> list[str]:
@@ -221,11 +222,14 @@ class LayerSession:
         self._results.clear()
         model = self.explainer.model
         ctx = self.explainer._context(self.x, None, None)
-        with preserved(model), capture(model, self.layers) as captured, torch.enable_grad():
-            logits = ctx.logits(self.x)
-            outputs = [captured[name] for name in self.layers]
-        self._logits, self._outputs = logits, outputs
-        self._clean = logits.detach()[:1].float()
+
+        def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+            with preserved(model), capture(model, self.layers) as captured, torch.enable_grad():
+                logits = ctx.logits(ctx._layout(self.x))
+                return logits, [captured[name] for name in self.layers]
+
+        self._logits, self._outputs = retrying(run)
+        self._clean = self._logits.detach()[:1].float()
         self._seen = self._state()
 
     def _context(self, target: int | str | None) -> Context:
@@ -257,7 +261,7 @@ class LayerSession:
         score = ctx.score
         with torch.no_grad():
             attributions = {
-                name: combine(spatial(name, out), grad[0].float(), **bound)
+                name: combine(spatial(name, out), grad[0].float().contiguous(), **bound)
                 for name, out, grad in zip(self.layers, self._outputs, grads, strict=True)
             }
         return build(self.explainer, spec, ctx, attributions, bound, index, score)

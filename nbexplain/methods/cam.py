@@ -66,7 +66,7 @@ def layer_maps(ctx: Context, layers: list[str], combine: Combine, **params) -> d
     maps = {}
     for name in layers:
         activation = spatial(name, captured[name])
-        maps[name] = combine(activation, gradients.pop(name)[0].float(), **params)
+        maps[name] = combine(activation, gradients.pop(name)[0].float().contiguous(), **params)
         captured.calls[name].clear()
     return maps
 
