@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from .hooks import Captured, capture, retrying
 from .inputs import input_mismatch, match_model_dtype
+from .layout import conv_profile, in_layout, pays
 from .outputs import OutputSpec, select_logits
+
+T = TypeVar("T")
 
 Progress = Callable[[float, "torch.Tensor | None"], None]
 
@@ -126,39 +129,31 @@ class Context:
         if budget is None:
             budget = 8 * 3 * 224 * 224 if xs.device.type == "cpu" else self.batch_elements
         for part in self.chunks(xs.shape[0], budget, even=True):
-            batch = self._layout(xs[part].detach()).requires_grad_(True)
-            with torch.enable_grad(), rule if rule is not None else nullcontext():
-                logits = self.logits(batch)
-                if not logits.requires_grad:
-                    raise ValueError(
-                        "the logits do not depend on the input through autograd, so gradients cannot "
-                        "be taken: the model detaches them or runs under torch.no_grad(), or output= "
-                        "picks a tensor that is not the logits"
-                    )
-                if clean_row is not None and part.start <= clean_row < part.stop:
-                    self.observe_clean(logits[clean_row - part.start])
-                (grad,) = torch.autograd.grad(logits[:, self.target].sum(), batch)
-            grads.append(grad)
+
+            def gradient(batch: torch.Tensor, part: slice = part) -> torch.Tensor:
+                batch = batch.detach().requires_grad_(True)
+                with torch.enable_grad(), rule if rule is not None else nullcontext():
+                    logits = self.logits(batch)
+                    if not logits.requires_grad:
+                        raise ValueError(
+                            "the logits do not depend on the input through autograd, so gradients "
+                            "cannot be taken: the model detaches them or runs under torch.no_grad(), "
+                            "or output= picks a tensor that is not the logits"
+                        )
+                    if clean_row is not None and part.start <= clean_row < part.stop:
+                        self.observe_clean(logits[clean_row - part.start])
+                    return torch.autograd.grad(logits[:, self.target].sum(), batch)[0]
+
+            grads.append(self.in_layout(xs[part], gradient))
             self.report(part.stop / xs.shape[0])
         return torch.cat(grads).contiguous()
 
-    def _layout(self, batch: torch.Tensor) -> torch.Tensor:
-        """``batch`` in channels-last memory order where that was measured faster on the CPU, for
-        a model whose first layer is a 2-D convolution: batched passes (4+ images: 1.1–1.3× on
-        EfficientNet-Lite0 and ResNet-50 at 8), and any pass through depthwise convolutions
-        (EfficientNet-Lite0 at 1 image: 1.15×; ResNet-50 at 1 image gains nothing)."""
-        if batch.ndim != 4 or batch.device.type != "cpu":
-            return batch
+    def in_layout(self, batch: torch.Tensor, run: Callable[[torch.Tensor], T]) -> T:
+        """``run(batch)``, the batch in channels-last order where that measured faster (see
+        ``layout``) and the model accepts it."""
         if "convs" not in self._memo:
-            weighted = (m for m in self.model.modules() if any(True for _ in m.parameters(recurse=False)))
-            conv_first = isinstance(next(weighted, None), nn.Conv2d)
-            depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
-                            for m in self.model.modules())
-            self._memo["convs"] = (conv_first, depthwise)
-        conv_first, depthwise = self._memo["convs"]
-        if conv_first and (depthwise or batch.shape[0] >= 4):
-            return batch.contiguous(memory_format=torch.channels_last)
-        return batch
+            self._memo["convs"] = conv_profile(self.model)
+        return in_layout(self.model, batch, run, pays(self._memo["convs"], batch))
 
     def layer_pass(
         self, layers: Iterable[str], xs: torch.Tensor | None = None, *, grads: bool = True
@@ -166,13 +161,12 @@ class Context:
         """One forward (and, with ``grads``, one backward) capturing ``layers``.
 
         Returns the captured outputs (last call of each module) and ∂y/∂output per layer, in
-        the memory order ``_layout`` chose for the pass.
+        the memory order ``in_layout`` chose for the pass.
         """
         clean = xs is None
-        xs = self._layout(self.x if clean else xs)
         layers = list(layers)
 
-        def run() -> tuple[Captured, dict[str, torch.Tensor]]:
+        def run(xs: torch.Tensor) -> tuple[Captured, dict[str, torch.Tensor]]:
             with capture(self.model, layers, track_grad=grads) as captured, torch.set_grad_enabled(grads):
                 logits = self.logits(xs)
                 if clean:
@@ -187,4 +181,4 @@ class Context:
                 result[name] = torch.zeros_like(out) if grad is None else grad
             return captured, result
 
-        return retrying(run)
+        return self.in_layout(self.x if clean else xs, lambda xs: retrying(lambda: run(xs)))

@@ -30,7 +30,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .regions import Patched, Spatial, padded, reach, spatial_spec
+from .regions import Patched, Spatial, padded, reach, spatial_spec, stacked
 
 # Switch to dense computation when a spatial op's input region reaches this share of the map.
 DENSE_SHARE = 0.9
@@ -207,13 +207,15 @@ class IncrementalRunner:
     """Runs ``model`` on occluded copies of one input, reusing its clean activations."""
 
     def __init__(self, model: nn.Module, plan: Plan, x: torch.Tensor, dense_share: float = DENSE_SHARE,
-                 modules: dict[str, nn.Module] | None = None):
+                 modules: dict[str, nn.Module] | None = None,
+                 memory_format: torch.memory_format = torch.channels_last):
         self.model, self.plan, self.dense_share = model, plan, dense_share
         self.nodes, self.dependent, self.last_use = plan.nodes, plan.dependent, plan.last_use
         self.modules = modules if modules is not None else dict(model.named_modules())
         self.spatial: dict[fx.Node, Spatial | None] = {}
         self.padded: dict[fx.Node, torch.Tensor] = {}
         self.clean: dict[fx.Node, Any] = {}
+        self.memory_format = memory_format
         self.clean_output = self._clean_pass(x)
 
     @classmethod
@@ -228,10 +230,15 @@ class IncrementalRunner:
         if (traced.graph is None or not traced.mutation_is_local or not placeholders
                 or any(not n.args for n in placeholders[1:])):
             return None
-        try:
-            return cls(model, traced, x, modules=dict(named), **options)
-        except Exception:  # a graph we cannot interpret: run densely
-            return None
+        # Channels-last first (on the CPU the first coarse map came 1.2–1.5× sooner with it on
+        # EfficientNet-Lite0 and ResNet-50); a model that cannot take it (``.view`` of a conv
+        # output) in the default order; a graph we cannot interpret at all: densely.
+        for memory_format in (torch.channels_last, torch.contiguous_format):
+            try:
+                return cls(model, traced, x, modules=dict(named), memory_format=memory_format, **options)
+            except Exception:
+                continue
+        return None
 
     # -- executing one node ----------------------------------------------------------------
     def _call(self, node: fx.Node, args: tuple, kwargs: dict, copy_mutated: bool) -> Any:
@@ -251,6 +258,7 @@ class IncrementalRunner:
 
     def _clean_pass(self, x: torch.Tensor) -> Any:
         env = self.clean
+        x = self._in_order(x)
         first = True
         for node in self.nodes:
             if node.op == "placeholder":
@@ -295,13 +303,18 @@ class IncrementalRunner:
                     del values[arg]
         raise RuntimeError("the traced graph has no output")
 
+    def _in_order(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
+
     def _initial(self, x, base, windows) -> Patched:
+        x = self._in_order(x)
         h = max(y1 - y0 for y0, y1, _, _ in windows)
         w = max(x1 - x0 for _, _, x0, x1 in windows)
         height, width = x.shape[-2:]
         tops = [min(y0, height - h) for y0, _, _, _ in windows]
         lefts = [min(x0, width - w) for _, _, x0, _ in windows]
-        patch = torch.stack([x[0, :, t:t + h, c:c + w] for t, c in zip(tops, lefts, strict=True)])
+        crops = [x[0, :, t:t + h, c:c + w] for t, c in zip(tops, lefts, strict=True)]
+        patch = stacked(crops, self.memory_format)
         for n, (y0, y1, x0, x1) in enumerate(windows):
             patch[n, :, y0 - tops[n]:y1 - tops[n], x0 - lefts[n]:x1 - lefts[n]] = base[0, :, y0:y1, x0:x1]
         return Patched(x, patch, tops, lefts)

@@ -223,12 +223,12 @@ class LayerSession:
         model = self.explainer.model
         ctx = self.explainer._context(self.x, None, None)
 
-        def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        def run(x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
             with preserved(model), capture(model, self.layers) as captured, torch.enable_grad():
-                logits = ctx.logits(ctx._layout(self.x))
+                logits = ctx.logits(x)
                 return logits, [captured[name] for name in self.layers]
 
-        self._logits, self._outputs = retrying(run)
+        self._logits, self._outputs = ctx.in_layout(self.x, lambda x: retrying(lambda: run(x)))
         self._clean = self._logits.detach()[:1].float()
         self._seen = self._state()
 

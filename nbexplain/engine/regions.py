@@ -18,8 +18,26 @@ from torch import nn
 
 # Force (True/False) or leave to the device (None) how patches are gathered; see ``vectorized``.
 VECTORIZED: bool | None = None
-# Memory format of the full activations patches are pasted into (channels-last measured faster on CPU).
-DENSE_FORMAT = torch.channels_last
+
+
+def stacked(crops: Sequence[torch.Tensor], memory_format: torch.memory_format) -> torch.Tensor:
+    """``torch.stack(crops)`` in ``memory_format`` (the incremental runner's: channels-last where
+    the model takes it)."""
+    first = crops[0]
+    out = torch.empty((len(crops), *first.shape), dtype=first.dtype, device=first.device,
+                      memory_format=memory_format)
+    for n, crop in enumerate(crops):
+        out[n] = crop
+    return out
+
+
+def same_order(clean: torch.Tensor) -> torch.memory_format:
+    """The memory order of ``clean``, so a full batch built from it behaves as it did (a
+    ``.view`` downstream works on one and not on the other)."""
+    channels_last = clean.ndim == 4 and clean.is_contiguous(memory_format=torch.channels_last)
+    if channels_last and not clean.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 @dataclass
@@ -44,7 +62,8 @@ class Patched:
     def dense(self) -> torch.Tensor:
         """The full ``(N, C, H, W)`` batch (computed once)."""
         if self._dense is None:
-            out = self.clean.expand(self.count, *self.clean.shape[1:]).clone(memory_format=DENSE_FORMAT)
+            full = self.clean.expand(self.count, *self.clean.shape[1:])
+            out = full.clone(memory_format=same_order(self.clean))
             h, w = self.patch.shape[-2:]
             if not vectorized(out.device):
                 for n, (t, c) in enumerate(zip(self.top, self.left, strict=True)):
@@ -76,7 +95,8 @@ class Patched:
         return torch.where(inside[..., None], values, crops).permute(0, 3, 1, 2)
 
     def _region_loop(self, source, shift, tops, lefts, h, w):
-        crops = torch.stack([source[0, :, t:t + h, c:c + w] for t, c in zip(tops, lefts, strict=True)])
+        crops = stacked([source[0, :, t:t + h, c:c + w] for t, c in zip(tops, lefts, strict=True)],
+                        same_order(self.patch))
         ph, pw = self.patch.shape[-2:]
         for n, (t, c) in enumerate(zip(tops, lefts, strict=True)):
             pt, pl = self.top[n] + shift[0], self.left[n] + shift[1]

@@ -28,6 +28,7 @@ import torch
 from ..engine.context import Context
 from ..engine.guard import preserved
 from ..engine.incremental import IncrementalRunner
+from ..engine.layout import in_layout
 from ..engine.outputs import select_logits
 from ..engine.registry import Param, register
 from ..engine.targets import top_predictions
@@ -148,11 +149,10 @@ class DenseEvaluator:
     """Whole perturbed images through the model, batched (optionally channels-last)."""
 
     def __init__(self, ctx: Context, base: torch.Tensor, channels_last: bool = True):
-        self.ctx, self.base = ctx, base
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.ctx, self.base, self.channels_last = ctx, base, channels_last
 
     def clean_logits(self) -> torch.Tensor:
-        return self.ctx.logits(self.ctx.x.contiguous(memory_format=self.memory_format))
+        return in_layout(self.ctx.model, self.ctx.x, self.ctx.logits, self.channels_last)
 
     def __call__(self, windows: Sequence[Window]) -> torch.Tensor:
         x = self.ctx.x
@@ -162,8 +162,7 @@ class DenseEvaluator:
         inside_y = (ys >= w[:, 0:1]) & (ys < w[:, 1:2])
         inside_x = (xs >= w[:, 2:3]) & (xs < w[:, 3:4])
         mask = (inside_y[:, :, None] & inside_x[:, None, :])[:, None]
-        batch = torch.where(mask, self.base, x).contiguous(memory_format=self.memory_format)
-        return self.ctx.logits(batch)
+        return in_layout(self.ctx.model, torch.where(mask, self.base, x), self.ctx.logits, self.channels_last)
 
 
 class IncrementalEvaluator:
