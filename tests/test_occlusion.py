@@ -3,6 +3,8 @@ kind of model (spatially local or not); coarse-to-fine reports, cancellation; th
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -230,6 +232,38 @@ def test_auto_times_both_engines_and_stays_exact(monkeypatch):
     chosen = made[0]
     assert isinstance(chosen, occlusion_module.FasterEvaluator)
     assert set(chosen.seconds) == {"incremental", "dense"} and chosen.choice in chosen.seconds
+    dense = occlusion_map(Context(model=model, x=x), 4, 2, "mean", engine="dense")
+    torch.testing.assert_close(auto, dense, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("dense_wins", [False, True])
+def test_auto_times_dense_on_a_few_windows_then_finishes_the_chunk_with_the_winner(monkeypatch, dense_wins):
+    x = example((3, 24, 24), seed=16)
+    model = MODELS["local"]((24, 24))
+    monkeypatch.setattr(occlusion_module, "single_thread_cpu", lambda device: False)
+    monkeypatch.setattr(occlusion_module, "DENSE_TRIAL", 3)
+    counts = {"incremental": [], "dense": []}
+
+    def counting(cls, name, delay):  # the loser is slowed down per window, so it surely loses
+        original = cls.__call__
+
+        def call(self, windows):
+            counts[name].append(len(windows))
+            time.sleep(delay * len(windows))
+            return original(self, windows)
+
+        monkeypatch.setattr(cls, "__call__", call)
+
+    counting(occlusion_module.IncrementalEvaluator, "incremental", 0.02 if dense_wins else 0)
+    counting(occlusion_module.DenseEvaluator, "dense", 0 if dense_wins else 0.02)
+    ctx = Context(model=model, x=x, batch_elements=8 * x[0].numel())  # 121 windows, chunks of 8
+    auto = occlusion_map(ctx, 4, 2, "mean")
+    assert counts["incremental"][:2] == [9, 8]  # the coarse chunk, then a full chunk timed
+    assert counts["dense"][0] == 3  # the trial: 3 windows of the next chunk, not all 8
+    if dense_wins:
+        assert counts["incremental"] == [9, 8] and sum(counts["dense"]) == 121 - 9 - 8
+    else:
+        assert counts["dense"] == [3] and counts["incremental"][2] == 5  # the rest of that chunk
     dense = occlusion_map(Context(model=model, x=x), 4, 2, "mean", engine="dense")
     torch.testing.assert_close(auto, dense, rtol=1e-9, atol=1e-10)
 

@@ -43,6 +43,7 @@ BASELINE = Param(
 )
 ENGINES = ("auto", "dense", "incremental")
 TRIAL_CHUNKS = 4  # "auto" times both engines only when at least this many full chunks remain
+DENSE_TRIAL = 8  # windows the dense engine is timed on, on the CPU (see FasterEvaluator)
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive, clipped to the image)
 
 
@@ -182,11 +183,17 @@ class IncrementalEvaluator:
 class FasterEvaluator:
     """Incremental and dense are both exact, and which is faster depends on the model, the device
     and how busy its cores are (many small ops suffer most on a contended CPU). After the coarse
-    chunk, one full chunk is timed with each; the faster computes the rest."""
+    chunk, one full chunk is timed with the incremental engine and then ``dense_trial`` windows
+    with plain batched forwards; the faster computes the rest. On the CPU a few windows time the
+    dense engine well (a forward's cost per image hardly depends on the batch there), and they
+    are what the trial costs when dense loses: 8 windows of a 32-window chunk cut that waste
+    on ResNet-50 from ~0.7 s to ~0.2 s."""
 
-    def __init__(self, incremental: IncrementalEvaluator, dense: DenseEvaluator):
+    def __init__(self, incremental: IncrementalEvaluator, dense: DenseEvaluator,
+                 dense_trial: int | None = None):
         self.engines = {"incremental": incremental, "dense": dense}
         self.trials = ["incremental", "dense"]
+        self.dense_trial = dense_trial
         self.seconds: dict[str, float] = {}
         self.calls = 0
         self.choice = "incremental"
@@ -199,14 +206,21 @@ class FasterEvaluator:
         if self.calls == 1 or not self.trials:  # the coarse chunk, or decided
             return self.engines[self.choice](windows)
         name = self.trials.pop(0)
+        timed = windows if name != "dense" or self.dense_trial is None else windows[:self.dense_trial]
+        logits = self._timed(name, timed)
+        if not self.trials:
+            self.choice = min(self.seconds, key=self.seconds.get)
+        if len(timed) < len(windows):
+            logits = torch.cat([logits, self.engines[self.choice](windows[len(timed):])])
+        return logits
+
+    def _timed(self, name: str, windows: Sequence[Window]) -> torch.Tensor:
         device = self.engines["dense"].ctx.x.device
         _sync(device)
         start = time.perf_counter()
         logits = self.engines[name](windows)
         _sync(device)
         self.seconds[name] = (time.perf_counter() - start) / len(windows)
-        if not self.trials:
-            self.choice = min(self.seconds, key=self.seconds.get)
         return logits
 
 
@@ -231,7 +245,7 @@ def make_evaluator(ctx: Context, base: torch.Tensor, engine: str, chunks: int = 
         return dense
     incremental = IncrementalEvaluator(ctx, base, runner)
     if engine == "auto" and chunks >= TRIAL_CHUNKS and not single_thread_cpu(ctx.x.device):
-        return FasterEvaluator(incremental, dense)
+        return FasterEvaluator(incremental, dense, DENSE_TRIAL if ctx.x.device.type == "cpu" else None)
     return incremental
 
 
