@@ -138,6 +138,27 @@ def test_ig_points_are_captums_except_the_trapezoid_fix(rule, steps):
         assert exact == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 24, 24), (2, 3, 19, 40), (1, 1, 5, 7)])
+def test_blur_equals_a_separable_gaussian_convolution_with_replicated_edges(shape):
+    from nbexplain.methods.gradient import _blur
+
+    x = torch.randn(shape, dtype=torch.float64)
+    sigma = max(shape[-2:]) / 16
+    radius = int(3 * sigma)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-(t**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    # replicate padding one axis at a time (a pad wider than the image is fine this way)
+    rows = x[..., torch.arange(-radius, shape[-2] + radius).clamp(0, shape[-2] - 1), :]
+    padded = rows[..., torch.arange(-radius, shape[-1] + radius).clamp(0, shape[-1] - 1)]
+    channels = shape[1]
+    across = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    down = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    out = torch.nn.functional.conv2d(torch.nn.functional.conv2d(padded, across, groups=channels), down,
+                                     groups=channels)
+    torch.testing.assert_close(_blur(x), out, rtol=1e-12, atol=1e-12)
+
+
 def test_blur_baseline_is_a_smooth_copy():
     from nbexplain.methods.gradient import _blur
 

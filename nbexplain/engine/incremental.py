@@ -30,7 +30,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from .regions import Patched, Spatial, padded, reach, spatial_spec, stacked
+from .regions import Patched, Spatial, padded, padded_size, reach, spatial_spec, stacked, vectorized
 
 # Switch to dense computation when a spatial op's input region reaches this share of the map.
 DENSE_SHARE = 0.9
@@ -420,11 +420,15 @@ class IncrementalRunner:
                                        spec.before[0], out_size[0])
         lefts_o, _, lefts_i, w_i = reach(p.left, pw, spec.kernel[1], spec.stride[1], spec.dilation[1],
                                          spec.before[1], out_size[1])
-        source = self.padded.get(node)
-        if source is None:
-            source = self.padded[node] = padded(p.clean, spec, out_size)
-        if h_i * w_i >= self.dense_share * source.shape[-2] * source.shape[-1]:
+        full_h, full_w = padded_size(spec, out_size)
+        if h_i * w_i >= self.dense_share * full_h * full_w:
             return NotImplemented
-        region = p.region(source, spec.before, tops_i, lefts_i, h_i, w_i)
+        if vectorized(p.patch.device):  # one gather kernel from a padded copy
+            source = self.padded.get(node)
+            if source is None:
+                source = self.padded[node] = padded(p.clean, spec, out_size)
+            region = p.region(source, spec.before, tops_i, lefts_i, h_i, w_i)
+        else:  # crops of the clean value: no padded copy of it to make first
+            region = p.region_of_clean(spec.before, spec.value, tops_i, lefts_i, h_i, w_i)
         out = spec.fn(region)
         return Patched(clean, out, tops_o, lefts_o)

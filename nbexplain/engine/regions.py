@@ -97,6 +97,28 @@ class Patched:
     def _region_loop(self, source, shift, tops, lefts, h, w):
         crops = stacked([source[0, :, t:t + h, c:c + w] for t, c in zip(tops, lefts, strict=True)],
                         same_order(self.patch))
+        return self._paste(crops, shift, tops, lefts, h, w)
+
+    def region_of_clean(self, before: tuple[int, int], fill: float, tops, lefts, h: int, w: int):
+        """``region`` of the clean value padded by ``before`` with ``fill``, without making the
+        padded copy of the whole activation (CPU: one slice copy per image). Coordinates are
+        those of the padded activation."""
+        clean = self.clean
+        height, width = clean.shape[-2:]
+        crops = torch.empty((self.count, clean.shape[1], h, w), dtype=clean.dtype, device=clean.device,
+                            memory_format=same_order(self.patch))
+        for n, (t, c) in enumerate(zip(tops, lefts, strict=True)):
+            top, left = t - before[0], c - before[1]  # the crop's corner in unpadded coordinates
+            r0, r1 = max(0, top), min(height, top + h)
+            c0, c1 = max(0, left), min(width, left + w)
+            if (r0, r1, c0, c1) != (top, top + h, left, left + w):
+                crops[n].fill_(fill)
+            if r0 < r1 and c0 < c1:
+                crops[n, :, r0 - top:r1 - top, c0 - left:c1 - left] = clean[0, :, r0:r1, c0:c1]
+        return self._paste(crops, before, tops, lefts, h, w)
+
+    def _paste(self, crops, shift, tops, lefts, h, w):
+        """This patch pasted over ``crops`` (regions at ``tops``/``lefts``, shifted coordinates)."""
         ph, pw = self.patch.shape[-2:]
         for n, (t, c) in enumerate(zip(tops, lefts, strict=True)):
             pt, pl = self.top[n] + shift[0], self.left[n] + shift[1]
@@ -160,6 +182,12 @@ def _tf_same(size: int, k: int, s: int, d: int) -> int:
     """Padding before the input for TensorFlow 'SAME' (timm's ``Conv2dSame``)."""
     total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
     return total // 2
+
+
+def padded_size(spec: Spatial, out_size: tuple[int, int]) -> tuple[int, int]:
+    """Height and width of the padded input that ``spec.fn`` turns into ``out_size``."""
+    return tuple((out_size[a] - 1) * spec.stride[a] + (spec.kernel[a] - 1) * spec.dilation[a] + 1
+                 for a in (0, 1))
 
 
 def padded(x: torch.Tensor, spec: Spatial, out_size: tuple[int, int]) -> torch.Tensor:
