@@ -88,6 +88,7 @@ class Plan:
     checked: dict[tuple, Spatial | None] = field(default_factory=dict)  # verified spatial specs
     mutation_is_local: bool = True
     skip: set[fx.Node] = field(default_factory=set)  # shape assertions: checked once, on the clean pass
+    mutating: set[fx.Node] = field(default_factory=set)  # nodes that write into their first argument
 
     @classmethod
     def of(cls, key: tuple, graph: fx.Graph | None, modules: dict[str, nn.Module]) -> Plan:
@@ -96,6 +97,10 @@ class Plan:
             return plan
         plan.nodes = list(graph.nodes)
         plan.mutation_is_local = mutation_is_local(plan.nodes, modules)
+        plan.mutating = {
+            node for node in plan.nodes if node.op in ("call_module", "call_function", "call_method")
+            and _mutates(node, modules.get(node.target) if node.op == "call_module" else node.target)
+        }
         plan.inputs = {node: list(node.all_input_nodes) for node in plan.nodes}
         plan.dependent = {n for n in plan.nodes if n.op == "placeholder"}
         for node in plan.nodes:
@@ -203,6 +208,12 @@ def _leaves(value: Any) -> list[Any]:
     return out
 
 
+def _walk(value: Any, path: str) -> Any:
+    for part in filter(None, path.split(".")):
+        value = getattr(value, part)
+    return value
+
+
 class IncrementalRunner:
     """Runs ``model`` on occluded copies of one input, reusing its clean activations."""
 
@@ -243,17 +254,15 @@ class IncrementalRunner:
     # -- executing one node ----------------------------------------------------------------
     def _call(self, node: fx.Node, args: tuple, kwargs: dict, copy_mutated: bool) -> Any:
         target = self.modules[node.target] if node.op == "call_module" else node.target
-        if copy_mutated and _mutates(node, target) and isinstance(args[0], torch.Tensor):
+        if copy_mutated and node in self.plan.mutating and isinstance(args[0], torch.Tensor):
             args = (args[0].clone(), *args[1:])
         if node.op in ("call_module", "call_function"):
             return target(*args, **kwargs)
         if node.op == "call_method":
             return getattr(args[0], target)(*args[1:], **kwargs)
         if node.op == "get_attr":
-            value: Any = self.model
-            for part in node.target.split("."):
-                value = getattr(value, part)
-            return value
+            owner, _, name = node.target.rpartition(".")
+            return getattr(self.modules[owner] if owner in self.modules else _walk(self.model, owner), name)
         raise RuntimeError(f"cannot execute fx node {node.op}")
 
     def _clean_pass(self, x: torch.Tensor) -> Any:
