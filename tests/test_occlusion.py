@@ -301,6 +301,28 @@ def test_runner_equals_forward(name, vectorized, monkeypatch):
             torch.testing.assert_close(runner.run(x, base, WINDOWS), expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["local", "global", "odd"])
+def test_a_second_runner_keeps_only_what_runs_read_and_stays_exact(name):
+    """The first build at an input size learns which clean values ``run`` reads; the next one
+    keeps only those (the rest become shape-only stand-ins) and skips copies before in-place
+    ops on values it does not keep — with the same results."""
+    x = example((3, 24, 24), seed=17)
+    model = MODELS[name]((24, 24))
+    base = _blur(x)
+    with torch.inference_mode():
+        first = IncrementalRunner.build(model, x)
+        second = IncrementalRunner.build(model, x)
+        expected = model(_occluded(x, base, WINDOWS))
+        def dropped(runner):
+            return {n for n, v in runner.clean.items() if isinstance(v, torch.Tensor) and v.is_meta}
+
+        assert dropped(second) and dropped(first) == dropped(second)
+        for runner in (first, second):
+            for share in (0.3, incremental.DENSE_SHARE, 1.01):
+                runner.dense_share = share
+                torch.testing.assert_close(runner.run(x, base, WINDOWS), expected, rtol=1e-10, atol=1e-10)
+
+
 def test_runner_recomputes_only_patches_on_local_models(monkeypatch):
     """On a local model the convolutions run on small patches (that is the speed-up)."""
     x = example((3, 32, 32), seed=9)

@@ -89,6 +89,9 @@ class Plan:
     mutation_is_local: bool = True
     skip: set[fx.Node] = field(default_factory=set)  # shape assertions: checked once, on the clean pass
     mutating: set[fx.Node] = field(default_factory=set)  # nodes that write into their first argument
+    overwrites: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)  # mutating → whose values
+    # per input (shape, dtype, device, memory order): the nodes whose clean values ``run`` reads
+    read: dict[tuple, set[fx.Node]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, key: tuple, graph: fx.Graph | None, modules: dict[str, nn.Module]) -> Plan:
@@ -101,6 +104,7 @@ class Plan:
             node for node in plan.nodes if node.op in ("call_module", "call_function", "call_method")
             and _mutates(node, modules.get(node.target) if node.op == "call_module" else node.target)
         }
+        plan.overwrites = {node: _overwritten(node, modules) for node in plan.mutating}
         plan.inputs = {node: list(node.all_input_nodes) for node in plan.nodes}
         plan.dependent = {n for n in plan.nodes if n.op == "placeholder"}
         for node in plan.nodes:
@@ -162,6 +166,20 @@ def _mutates(node: fx.Node, target: Any) -> bool:
     return node.op == "call_method" and node.target.endswith("_") and not node.target.startswith("_")
 
 
+def _overwritten(node: fx.Node, modules: dict[str, nn.Module]) -> list[fx.Node]:
+    """The nodes whose values an in-place ``node`` writes into: its first argument and, through
+    views, what that argument is a view of."""
+    written = []
+    current = node
+    while current.args and isinstance(current.args[0], fx.Node):
+        source = current.args[0]
+        written.append(source)
+        if not _aliases_input(source, modules):
+            break
+        current = source
+    return written
+
+
 def _aliases_input(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     """May ``node``'s value share memory with its first argument (a view, or the same tensor)?"""
     if node.op == "call_module":
@@ -206,6 +224,14 @@ def _leaves(value: Any) -> list[Any]:
     out: list[Any] = []
     fx.node.map_aggregate(value, out.append)
     return out
+
+
+def _shape_only(value: Any) -> Any:
+    """A stand-in for a clean value ``run`` reads only the shape of: no memory, and any read of
+    its values fails loudly."""
+    if isinstance(value, torch.Tensor) and value.device.type != "meta":
+        return torch.empty(value.shape, dtype=value.dtype, device="meta")
+    return value
 
 
 def _walk(value: Any, path: str) -> Any:
@@ -266,28 +292,80 @@ class IncrementalRunner:
         raise RuntimeError(f"cannot execute fx node {node.op}")
 
     def _clean_pass(self, x: torch.Tensor) -> Any:
+        """Run the graph on the clean input, keeping the values ``run`` reads. Which those are is
+        learned on the first pass at an input size (it keeps all, then drops the rest); later
+        passes drop the others as soon as they are used, and copy a value before an in-place
+        op only if it is kept (at 224×224: EfficientNet-Lite0 53 MB instead of 123 MB, ResNet-50
+        65 MB instead of 144 MB)."""
         env = self.clean
         x = self._in_order(x)
+        key = (tuple(x.shape), x.dtype, x.device, self.memory_format)
+        read = self.plan.read.get(key)
         first = True
-        for node in self.nodes:
+        for i, node in enumerate(self.nodes):
             if node.op == "placeholder":
                 env[node] = x if first else node.args[0]
                 first = False
-            elif node.op == "output":
-                return fx.node.map_arg(node.args[0], lambda n: env[n])
-            else:
-                args = fx.node.map_arg(node.args, lambda n: env[n])
-                kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
-                env[node] = self._call(node, args, kwargs, copy_mutated=True)
-                if node.op == "call_module" and node in self.dependent and args:
-                    module = self.modules[node.target]
-                    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-                        key = (node.name, tuple(args[0].shape), args[0].dtype, args[0].device)
-                        checked = self.plan.checked
-                        if key not in checked:
-                            checked[key] = spatial_spec(module, args[0], env[node])
-                        self.spatial[node] = checked[key]
+                continue
+            if node.op == "output":
+                output = fx.node.map_arg(node.args[0], lambda n: env[n])
+                if read is None:
+                    read = self.plan.read[key] = self._read_by_run()
+                    for other, value in env.items():
+                        if other not in read:
+                            env[other] = _shape_only(value)
+                return output
+            args = fx.node.map_arg(node.args, lambda n: env[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            keeps_written = read is None or any(n in read for n in self.plan.overwrites.get(node, ()))
+            env[node] = self._call(node, args, kwargs, copy_mutated=keeps_written)
+            if node.op == "call_module" and node in self.dependent and args:
+                module = self.modules[node.target]
+                if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                    spec_key = (node.name, tuple(args[0].shape), args[0].dtype, args[0].device)
+                    checked = self.plan.checked
+                    if spec_key not in checked:
+                        checked[spec_key] = spatial_spec(module, args[0], env[node])
+                    self.spatial[node] = checked[spec_key]
+            if read is not None:
+                for arg in self.plan.inputs[node]:
+                    if self.last_use[arg] == i and arg not in read:
+                        env[arg] = _shape_only(env[arg])
         raise RuntimeError("the traced graph has no output")
+
+    def _read_by_run(self) -> set[fx.Node]:
+        """The nodes whose clean values ``run`` may read (not just their shapes): all but
+        image-dependent tensors whose every user is computed from their patch alone."""
+        read = set()
+        for node in self.nodes:
+            value = self.clean.get(node)
+            if (node not in self.dependent or node.op == "placeholder" or not isinstance(value, torch.Tensor)
+                    or any(not self._from_patch_alone(user, node) for user in node.users)):
+                read.add(node)
+        return read
+
+    def _from_patch_alone(self, user: fx.Node, node: fx.Node) -> bool:
+        """Does ``run`` compute ``user`` from ``node``'s patch without reading ``node``'s clean
+        value? So for a pointwise op whose only image-dependent input is ``node`` (and for
+        shape checks, which ``run`` skips); not for convolutions and pools (they crop the clean
+        value around the patch), ops on several such inputs (they may align or densify) or
+        anything computed densely."""
+        if user in self.plan.skip:
+            return True
+        if user.op == "output" or user in self.spatial:
+            return False
+        if [n for n in self.plan.inputs[user] if n in self.dependent] != [node]:
+            return False
+        clean, source = self.clean.get(user), self.clean[node]
+        if not isinstance(clean, torch.Tensor) or clean.ndim != 4 or source.ndim != 4:
+            return False
+        if clean.shape[-2:] != source.shape[-2:]:
+            return False
+        args = fx.node.map_arg(user.args, lambda n: self.clean[n])
+        kwargs = fx.node.map_arg(user.kwargs, lambda n: self.clean[n])
+        constants = _leaves(fx.node.map_arg(
+            (user.args, user.kwargs), lambda n: None if n in self.dependent else self.clean[n]))
+        return self._pointwise(user, args, kwargs, constants)
 
     # -- occluded batches ------------------------------------------------------------------
     def run(self, x: torch.Tensor, base: torch.Tensor, windows: Sequence[tuple[int, int, int, int]]) -> Any:
