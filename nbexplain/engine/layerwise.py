@@ -25,7 +25,7 @@ from . import registry
 from .context import Context, Progress
 from .display import to_display
 from .guard import preserved
-from .hooks import capture, find_modules, retrying
+from .hooks import capture, find_modules
 
 if TYPE_CHECKING:
     from .explainer import Explainer
@@ -228,7 +228,7 @@ class LayerSession:
                 logits = ctx.logits(x)
                 return logits, [captured[name] for name in self.layers]
 
-        self._logits, self._outputs = ctx.in_layout(self.x, lambda x: retrying(lambda: run(x)))
+        self._logits, self._outputs = ctx.in_layout(self.x, run)
         self._clean = self._logits.detach()[:1].float()
         self._seen = self._state()
 
