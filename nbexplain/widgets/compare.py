@@ -18,7 +18,7 @@ from .. import render
 from ..engine.targets import resolve_target
 from .canvas import HeatmapCanvas
 from .controls import AUTO_CMAP, WIDE, TargetPicker, layer_slider, show_layer
-from .scheduler import CachedExplainer, Job, Scheduler, freeze
+from .scheduler import CACHE_BYTES, CachedExplainer, Job, Scheduler, freeze
 from .view import (
     MapView,
     as_explainer,
@@ -55,6 +55,7 @@ class Compare:
         cmap: str | None = None,
         columns: int = 3,
         cache_size: int = 128,
+        cache_bytes: int | None = CACHE_BYTES,
     ):
         self.explainer = as_explainer(explainer, {})
         if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
@@ -80,7 +81,7 @@ class Compare:
         self._lock = threading.RLock()
         self._quiet = threading.local()
 
-        self.engine = CachedExplainer(self.explainer, size=cache_size)
+        self.engine = CachedExplainer(self.explainer, size=cache_size, max_bytes=cache_bytes)
         self.scheduler = Scheduler(("predict", *self.methods), name="nbexplain-compare")
         self._build(columns)
         self._request_predictions()

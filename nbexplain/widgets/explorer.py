@@ -22,7 +22,7 @@ from ..methods.occlusion import BASELINES, check_baseline, check_mask
 from .canvas import HeatmapCanvas
 from .controls import MODES, Controls
 from .panels import FeaturePanel, FilterPanel, predictions_html
-from .scheduler import CachedExplainer, Job, Scheduler, freeze, mask_digest
+from .scheduler import CACHE_BYTES, CachedExplainer, Job, Scheduler, freeze, mask_digest
 from .view import (
     MapView,
     as_explainer,
@@ -34,7 +34,7 @@ from .view import (
     prepare_image,
 )
 
-OPTIONS = ("opacity", "cmap", "mode", "brush_size", "baseline", "topk", "cache_size")
+OPTIONS = ("opacity", "cmap", "mode", "brush_size", "baseline", "topk", "cache_size", "cache_bytes")
 MODEL_OPTIONS = ("preprocess", "labels", "device", "output")
 STATE = ("method", "layer", "target", "params", "opacity", "cmap", "mode", "brush_size", "baseline",
          "mask", "image", "index")
@@ -59,7 +59,8 @@ class Explorer:
     ``nbx.Explorer(explainer_or_model, image, method="gradcam", layer=None, target=None, **kw)``:
     ``kw`` holds the method's parameters, the view options ``opacity`` (0..1), ``cmap``
     (``None`` = jet, or bwr for signed maps), ``mode`` ("explain", "brush", "patch"),
-    ``brush_size``, ``baseline`` (what occluded pixels become), ``topk`` and ``cache_size``;
+    ``brush_size``, ``baseline`` (what occluded pixels become), ``topk``, ``cache_size`` (results
+    kept) and ``cache_bytes`` (their memory, default 512 MiB);
     with a model (not an Explainer) also ``preprocess``, ``labels``, ``device``, ``output``.
 
     Read ``explanation``, ``predictions`` (top-k under the current mask), ``status``,
@@ -86,7 +87,8 @@ class Explorer:
         if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
             raise ValueError(f"topk must be a positive int; got {topk!r}")
         self.topk = topk
-        self.engine = CachedExplainer(self.explainer, size=kw.get("cache_size", 256))
+        self.engine = CachedExplainer(self.explainer, size=kw.get("cache_size", 256),
+                                      max_bytes=kw.get("cache_bytes", CACHE_BYTES))
         self.scheduler = Scheduler(LANES, on_error=lambda job, error: self._show_error(error, job.lane))
 
         self._images = list(image) if isinstance(image, (list, tuple)) else [image]

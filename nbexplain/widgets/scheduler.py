@@ -222,14 +222,21 @@ class Scheduler:
 
 
 class LRUCache:
-    """A thread-safe least-recently-used cache with a fixed number of entries."""
+    """A thread-safe least-recently-used cache with at most ``size`` entries and, with
+    ``max_bytes``, at most that many bytes by ``weigh(value)`` (the newest entry always stays)."""
 
-    def __init__(self, size: int = 256):
+    def __init__(self, size: int = 256, max_bytes: int | None = None,
+                 weigh: Callable[[Any], int] | None = None):
         if size < 1:
             raise ValueError(f"cache size must be >= 1; got {size}")
-        self.size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
+                                      or max_bytes < 1):
+            raise ValueError(f"cache_bytes must be a positive int or None; got {max_bytes!r}")
+        self.size, self.max_bytes = size, max_bytes
+        self._weigh = weigh if weigh is not None else (lambda value: 0)
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -238,7 +245,7 @@ class LRUCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 self.hits += 1
-                return self._items[key]
+                return self._items[key][0]
             self.misses += 1
             return default
 
@@ -247,19 +254,32 @@ class LRUCache:
             return key in self._items
 
     def put(self, key: Hashable, value: Any) -> None:
+        weight = self._weigh(value) if self.max_bytes is not None else 0
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            if key in self._items:
+                self.bytes -= self._items.pop(key)[1]
+            self._items[key] = (value, weight)
+            self.bytes += weight
+            while len(self._items) > self.size or (
+                    self.max_bytes is not None and self.bytes > self.max_bytes and len(self._items) > 1):
+                self.bytes -= self._items.popitem(last=False)[1][1]
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.bytes = 0
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+def explanation_bytes(explanation: Any) -> int:
+    """Memory an Explanation holds: its attribution and its (H, W) float32 map, made or to be
+    made (the input picture is shared by every result for that image, so not counted)."""
+    attribution = explanation.attribution
+    height, width = explanation.image.shape[:2]
+    return attribution.numel() * attribution.element_size() + 4 * height * width
 
 
 # -- cached engine calls -----------------------------------------------------------------------
@@ -288,9 +308,14 @@ def mask_digest(mask: np.ndarray | None) -> str | None:
     return hashlib.blake2b(levels.tobytes(), digest_size=12).hexdigest()
 
 
+# Feature maps of every layer of a big model are tens of MB per image: bound the bytes too.
+CACHE_BYTES = 512 * 2**20
+
+
 class CachedExplainer:
     """An ``Explainer``'s calls with their results kept: explanations keyed by (image, method,
-    target, params, layer), predictions by (image, mask, baseline, topk).
+    target, params, layer), at most ``size`` of them and ``max_bytes`` of their tensors;
+    predictions by (image, mask, baseline, topk).
 
     A layer method is computed for every candidate layer at once, so moving the layer slider
     afterwards only reads the cache: methods that combine a layer's activation and gradient
@@ -299,11 +324,11 @@ class CachedExplainer:
     ``explain_layers`` (one forward and one backward). ``calls`` counts the engine calls made.
     """
 
-    def __init__(self, explainer: Any, size: int = 256):
+    def __init__(self, explainer: Any, size: int = 256, max_bytes: int | None = CACHE_BYTES):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"cache_size must be a positive int; got {size!r}")
         self.explainer = explainer
-        self.explanations = LRUCache(size)
+        self.explanations = LRUCache(size, max_bytes, explanation_bytes)
         self.predictions = LRUCache(4 * size)
         self.calls: Counter[str] = Counter()
         self._session: tuple[Hashable, Any] | None = None  # (image, LayerSession)

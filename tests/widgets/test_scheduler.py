@@ -10,7 +10,14 @@ import pytest
 import torch
 
 import nbexplain as nbx
-from nbexplain.widgets.scheduler import CachedExplainer, LRUCache, Scheduler, freeze, mask_digest
+from nbexplain.widgets.scheduler import (
+    CachedExplainer,
+    LRUCache,
+    Scheduler,
+    explanation_bytes,
+    freeze,
+    mask_digest,
+)
 from tests.models import TinyCNN, example_input
 
 
@@ -241,6 +248,34 @@ def test_cached_pixel_method_and_predictions(engine):
     assert cached.predict(0, x, mask.copy(), "zeros", 3) is occluded
     assert cached.predict(0, x, np.zeros((16, 16)), "mean", 3) is clean  # an empty mask is no mask
     assert cached.calls["predict"] == 1 and cached.calls["occlude"] == 1
+
+
+def test_lru_cache_bounds_bytes_and_keeps_the_newest_entry():
+    cache = LRUCache(100, max_bytes=10, weigh=len)
+    for key in "abc":
+        cache.put(key, "xxxx")  # 4 bytes each: a and b fit, c pushes a out
+    assert [k for k in "abc" if k in cache] == ["b", "c"] and cache.bytes == 8
+    cache.put("b", "xx")  # replacing an entry re-weighs it
+    assert cache.bytes == 6
+    cache.put("big", "x" * 50)  # larger than the budget alone: kept, everything else goes
+    assert len(cache) == 1 and "big" in cache and cache.bytes == 50
+    with pytest.raises(ValueError, match="cache_bytes"):
+        LRUCache(2, max_bytes=0)
+
+
+def test_cached_explanations_stay_within_cache_bytes():
+    ex = nbx.Explainer(TinyCNN().eval(), labels=[f"c{i}" for i in range(10)])
+    x = example_input()
+    one = explanation_bytes(ex.explain(x, "saliency", target=0))
+    cached = CachedExplainer(ex, max_bytes=3 * one)
+    try:
+        for target in range(6):
+            cached.explain(0, x, "saliency", target, {}, None)
+        assert len(cached.explanations) == 3 and cached.explanations.bytes <= 3 * one
+        assert cached.explain(0, x, "saliency", 5, {}, None) is not None
+        assert cached.calls["explain"] == 6  # the newest three are still there
+    finally:
+        cached.close()
 
 
 def test_cache_size_is_checked():
