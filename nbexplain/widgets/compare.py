@@ -18,6 +18,7 @@ from .. import render
 from ..engine.targets import resolve_target
 from .canvas import HeatmapCanvas
 from .controls import AUTO_CMAP, WIDE, TargetPicker, layer_slider, show_layer
+from .host import WidgetHost
 from .scheduler import CACHE_BYTES, CachedExplainer, Job, Scheduler, freeze
 from .view import (
     MapView,
@@ -33,7 +34,7 @@ from .view import (
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam")
 
 
-class Compare:
+class Compare(WidgetHost):
     """``nbx.Compare(explainer, image, methods=[...])``: every method's map of ``image`` at once.
 
     Shared state: ``target`` (None = top-1, an index or a label), ``layer`` (for the layer
@@ -117,14 +118,6 @@ class Compare:
         self.grid = W.GridBox(cells, layout=W.Layout(grid_template_columns=f"repeat({columns}, 320px)"))
         header = W.VBox([self.picker.box, self.layer_slider, W.HBox([self.opacity_slider, self.cmap_picker])])
         self.widget = W.VBox([header, self.error_label, self.grid])
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs: Any):
-        return self.widget._repr_mimebundle_(**kwargs)
 
     def _sync(self) -> None:
         """Show the state in the shared controls (without echoing it back; this thread only)."""
@@ -273,23 +266,9 @@ class Compare:
         )
         self.error_label.layout.display = "" if self._error else "none"
 
-    def wait(self, timeout: float | None = None) -> Compare:
-        """Block until every requested map is computed and shown."""
-        if not self.scheduler.wait(timeout):
-            raise TimeoutError(f"Compare was still computing after {timeout} s")
-        return self
-
-    def close(self) -> None:
-        """Stop the worker thread and close the widgets."""
-        if self._closed:
-            return
-        self._closed = True
-        self.scheduler.close()
-        self.engine.close()
-        for widget in [*self.canvases.values(), *self.labels.values(), *self.picker.widgets(),
-                       self.layer_slider, self.opacity_slider, self.cmap_picker, self.error_label,
-                       self.grid, self.widget]:
-            widget.close()
+    def _parts(self) -> list[Any]:
+        return [*self.canvases.values(), *self.labels.values(), *self.picker.widgets(), self.layer_slider,
+                self.opacity_slider, self.cmap_picker, self.error_label, self.grid, self.widget]
 
     # -- computing ---------------------------------------------------------------------------
     def _request(self, name: str) -> None:

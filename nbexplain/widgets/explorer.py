@@ -21,6 +21,7 @@ from ..engine.targets import resolve_target
 from ..methods.occlusion import BASELINES, check_baseline, check_mask
 from .canvas import HeatmapCanvas
 from .controls import MODES, Controls
+from .host import WidgetHost
 from .panels import FeaturePanel, FilterPanel, predictions_html
 from .scheduler import CACHE_BYTES, CachedExplainer, Job, Scheduler, freeze, mask_digest
 from .view import (
@@ -53,7 +54,7 @@ def _state(name: str, doc: str) -> property:
                     doc=doc)
 
 
-class Explorer:
+class Explorer(WidgetHost):
     """Explore a model's explanations of ``image`` (or a list of images) in a notebook.
 
     ``nbx.Explorer(explainer_or_model, image, method="gradcam", layer=None, target=None, **kw)``:
@@ -153,14 +154,6 @@ class Explorer:
         left = W.VBox([self.canvas, c.navigation, self.status_label, self.error_label])
         self.widget = W.VBox([W.HBox([left, side]), panels])
         self._render()
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs: Any):
-        return self.widget._repr_mimebundle_(**kwargs)
 
     # -- checks ------------------------------------------------------------------------------
     baselines = BASELINES
@@ -398,24 +391,9 @@ class Explorer:
         """Stop the running explanation (the full occlusion map, say)."""
         self.view.stop()
 
-    def wait(self, timeout: float | None = None) -> Explorer:
-        """Block until every requested computation finished and is shown."""
-        if not self.scheduler.wait(timeout):
-            raise TimeoutError(f"the explorer was still computing after {timeout} s")
-        return self
-
-    def close(self) -> None:
-        """Stop the worker thread and close the widgets."""
-        if self._closed:
-            return
-        self._closed = True
-        self.scheduler.close()
-        self.engine.close()
-        self.features.close()
-        self.filters.close()
-        for widget in [self.canvas, *self.controls.widgets(), self.status_label, self.error_label,
-                       self.predictions_panel, self.panels, self.widget]:
-            widget.close()
+    def _parts(self) -> list[Any]:
+        return [self.features, self.filters, self.canvas, *self.controls.widgets(), self.status_label,
+                self.error_label, self.predictions_panel, self.panels, self.widget]
 
     # -- requests ----------------------------------------------------------------------------
     def _request_explanation(self) -> None:
