@@ -92,6 +92,8 @@ class Plan:
     overwrites: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)  # mutating → whose values
     # per input (shape, dtype, device, memory order): the nodes whose clean values ``run`` reads
     read: dict[tuple, set[fx.Node]] = field(default_factory=dict)
+    dependent_inputs: dict[fx.Node, list[fx.Node]] = field(default_factory=dict)
+    freed: list[list[fx.Node]] = field(default_factory=list)  # per node: dependent values used last
 
     @classmethod
     def of(cls, key: tuple, graph: fx.Graph | None, modules: dict[str, nn.Module]) -> Plan:
@@ -113,6 +115,9 @@ class Plan:
         position = {node: i for i, node in enumerate(plan.nodes)}
         plan.last_use = {node: max((position[u] for u in node.users), default=-1) for node in plan.nodes}
         plan.skip = _checks_only(plan.nodes)
+        plan.dependent_inputs = {n: [a for a in plan.inputs[n] if a in plan.dependent] for n in plan.nodes}
+        plan.freed = [[a for a in plan.dependent_inputs[n] if plan.last_use[a] == i]
+                      for i, n in enumerate(plan.nodes)]
         return plan
 
 
@@ -372,6 +377,7 @@ class IncrementalRunner:
         """The model's output for ``x`` with each window (y0, y1, x0, x1) taken from ``base``;
         one image per window, in order."""
         values: dict[fx.Node, Any] = {}
+        freed = self.plan.freed
         first = True
         for i, node in enumerate(self.nodes):
             if node.op == "placeholder":
@@ -385,9 +391,8 @@ class IncrementalRunner:
                 return fx.node.map_arg(node.args[0], lambda n: self._densify(values[n]))
             else:
                 values[node] = self._step(node, values)
-            for arg in self.plan.inputs[node]:
-                if self.last_use[arg] == i and arg in self.dependent:
-                    del values[arg]
+            for arg in freed[i]:
+                del values[arg]
         raise RuntimeError("the traced graph has no output")
 
     def _in_order(self, x: torch.Tensor) -> torch.Tensor:
@@ -413,7 +418,7 @@ class IncrementalRunner:
     def _step(self, node: fx.Node, values: dict) -> Any:
         args = fx.node.map_arg(node.args, lambda n: values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
-        inputs = _leaves([values[n] for n in self.plan.inputs[node] if n in self.dependent])
+        inputs = _leaves([values[n] for n in self.plan.dependent_inputs[node]])
         patched = [v for v in inputs if isinstance(v, Patched)]
         if patched:
             result = NotImplemented
@@ -425,8 +430,13 @@ class IncrementalRunner:
                 return result
             args = fx.node.map_aggregate(args, self._densify)
             kwargs = fx.node.map_aggregate(kwargs, self._densify)
-        single_user = bool(node.args) and isinstance(node.args[0], fx.Node) and len(node.args[0].users) == 1
-        return self._call(node, args, kwargs, copy_mutated=not single_user)
+        return self._call(node, args, kwargs, copy_mutated=self._shared_first_argument(node))
+
+    def _shared_first_argument(self, node: fx.Node) -> bool:
+        """Could writing into ``node``'s first argument change a value read elsewhere? Yes if
+        another node uses it, or it is a cached clean value (not image-dependent)."""
+        source = node.args[0] if node.args else None
+        return not isinstance(source, fx.Node) or len(source.users) != 1 or source not in self.dependent
 
     def _incremental(self, node: fx.Node, args, kwargs, patched: list[Patched], constants) -> Any:
         """The node's value with ``Patched`` inputs and no dense ones, as a ``Patched`` (or
@@ -459,7 +469,7 @@ class IncrementalRunner:
             return swap[id(v)] if isinstance(v, Patched) else v
 
         args, kwargs = fx.node.map_aggregate(args, patch_of), fx.node.map_aggregate(kwargs, patch_of)
-        result = self._call(node, args, kwargs, copy_mutated=True)
+        result = self._call(node, args, kwargs, copy_mutated=self._shared_first_argument(node))
         return Patched(clean, result, aligned[0].top, aligned[0].left)
 
     def _pointwise(self, node: fx.Node, args, kwargs, constants) -> bool:
