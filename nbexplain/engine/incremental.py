@@ -359,7 +359,7 @@ class IncrementalRunner:
             return True
         if user.op == "output" or user in self.spatial:
             return False
-        if [n for n in self.plan.inputs[user] if n in self.dependent] != [node]:
+        if self.plan.dependent_inputs[user] != [node]:
             return False
         clean, source = self.clean.get(user), self.clean[node]
         if not isinstance(clean, torch.Tensor) or clean.ndim != 4 or source.ndim != 4:
@@ -368,9 +368,7 @@ class IncrementalRunner:
             return False
         args = fx.node.map_arg(user.args, lambda n: self.clean[n])
         kwargs = fx.node.map_arg(user.kwargs, lambda n: self.clean[n])
-        constants = _leaves(fx.node.map_arg(
-            (user.args, user.kwargs), lambda n: None if n in self.dependent else self.clean[n]))
-        return self._pointwise(user, args, kwargs, constants)
+        return self._pointwise(user, args, kwargs, self._constants(user, self.clean))
 
     # -- occluded batches ------------------------------------------------------------------
     def run(self, x: torch.Tensor, base: torch.Tensor, windows: Sequence[tuple[int, int, int, int]]) -> Any:
@@ -423,9 +421,7 @@ class IncrementalRunner:
         if patched:
             result = NotImplemented
             if not any(isinstance(v, torch.Tensor) for v in inputs):  # no dense batch mixed in
-                constants = _leaves(fx.node.map_arg(
-                    (node.args, node.kwargs), lambda n: None if n in self.dependent else values[n]))
-                result = self._incremental(node, args, kwargs, patched, constants)
+                result = self._incremental(node, args, kwargs, patched, self._constants(node, values))
             if result is not NotImplemented:
                 return result
             args = fx.node.map_aggregate(args, self._densify)
@@ -437,6 +433,12 @@ class IncrementalRunner:
         another node uses it, or it is a cached clean value (not image-dependent)."""
         source = node.args[0] if node.args else None
         return not isinstance(source, fx.Node) or len(source.users) != 1 or source not in self.dependent
+
+    def _constants(self, node: fx.Node, values: dict) -> list[Any]:
+        """The values of ``node``'s arguments that do not depend on the image (those that do:
+        ``None``), flattened."""
+        return _leaves(fx.node.map_arg((node.args, node.kwargs),
+                                       lambda n: None if n in self.dependent else values[n]))
 
     def _incremental(self, node: fx.Node, args, kwargs, patched: list[Patched], constants) -> Any:
         """The node's value with ``Patched`` inputs and no dense ones, as a ``Patched`` (or
