@@ -24,35 +24,12 @@ from collections.abc import Callable
 
 import torch
 import torchvision
+from common import best_of, forward_backward, ms
 
 import nbexplain as nbx
 from nbexplain.engine.guard import preserved
 from nbexplain.engine.hooks import find_module
 from nbexplain.engine.layerwise import layer_attributions, layer_method
-
-CLOCK = time.perf_counter
-
-
-def best_of(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Best wall time (s) of each contender over ``repeats`` interleaved rounds, after a warm-up."""
-    times = {name: float("inf") for name in contenders}
-    for fn in contenders.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            start = CLOCK()
-            fn()
-            times[name] = min(times[name], CLOCK() - start)
-    return times
-
-
-def input_gradient(explainer: nbx.Explainer, x: torch.Tensor, target: int) -> Callable[[], object]:
-    def run():
-        with preserved(explainer.model):
-            xx = x.detach().clone().requires_grad_(True)
-            return torch.autograd.grad(explainer.model(xx)[0, target], xx)
-
-    return run
 
 
 def ours(explainer: nbx.Explainer, x: torch.Tensor, target: int, layers: list[str]) -> Callable[[], object]:
@@ -119,8 +96,7 @@ def main() -> int:
                         help="'process': this process's CPU time — steadier on a shared machine (use "
                         "with --threads 1, since it adds up the threads)")
     args = parser.parse_args()
-    global CLOCK
-    CLOCK = time.process_time if args.clock == "process" else time.perf_counter
+    clock = time.process_time if args.clock == "process" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else 5
@@ -134,15 +110,17 @@ def main() -> int:
         sampled = layers[:: max(1, len(layers) // 6)] if args.quick else layers
         times = best_of(
             {
-                "input": input_gradient(explainer, x, target),
+                "input": forward_backward(explainer, x, target),
                 "ours": ours(explainer, x, target, layers),
                 "raw": ours_raw(explainer, x, target, layers),
                 "session": session_switch(explainer, x, layers),
                 "torchcam": torchcam(explainer.model, x, target, layers),
             },
             repeats,
+            clock=clock,
         )
-        pgc = best_of({"pgc": pytorch_grad_cam(explainer.model, x, target, sampled)}, max(1, repeats // 2))
+        pgc = best_of({"pgc": pytorch_grad_cam(explainer.model, x, target, sampled)}, max(1, repeats // 2),
+                      clock=clock)
         times["pgc"] = pgc["pgc"] * len(layers) / len(sampled)
         rows.append((title, len(layers), times, len(sampled) < len(layers)))
 
@@ -167,9 +145,6 @@ def main() -> int:
     print("targets met" if not missed else "missed: " + "; ".join(missed))
     return 0
 
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
 
 
 if __name__ == "__main__":

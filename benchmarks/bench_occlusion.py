@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torchvision
+from common import best_of, ms
 
 import nbexplain as nbx
 from nbexplain.engine.guard import preserved
@@ -40,28 +41,6 @@ SHARE_RUNS = 5  # runs of ours whose median (first coarse map / full map) is rep
 
 
 NOW = time.perf_counter  # --clock cpu: process CPU time (steadier on a loaded machine, with --threads 1)
-
-
-def clock(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = NOW()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return NOW() - start
-
-
-def best_of(contenders: dict[str, Callable[[], object]], repeats: int, device, warm: bool = True) -> dict:
-    """Best wall time (s) of each contender over ``repeats`` interleaved rounds."""
-    times = {name: float("inf") for name in contenders}
-    if warm:
-        for fn in contenders.values():
-            fn()
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            times[name] = min(times[name], clock(fn, device))
-    return times
 
 
 def captum_occlusion(model, x: torch.Tensor, target: int, base: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -184,7 +163,7 @@ def main() -> int:
         contenders = {"captum": captum_occlusion(explainer.model, x, target, base), "ours": ours,
                       "dense": dense(explainer, x, target)}
         explainer.explain(x, "occlusion", patch=size, stride=size)  # warm: trace, kernels (one window)
-        times = best_of(contenders, repeats, device, warm=not (args.quick or device.type == "cpu"))
+        times = best_of(contenders, repeats, warm=not (args.quick or device.type == "cpu"), clock=NOW)
         while len(ours.runs) < SHARE_RUNS and not args.quick:  # a first map takes a fraction of a
             ours()  # second, so one slow moment of a shared machine moves it: take the median of more
         expected = contenders["captum"]().float().cpu()
@@ -195,7 +174,8 @@ def main() -> int:
                 return model(x)
 
         brush = best_of({"forward": forward, "predict": lambda e=explainer: e.predict(x),
-                         "occlude": lambda e=explainer: e.occlude(x, mask)}, 3 if args.quick else 10, device)
+                         "occlude": lambda e=explainer: e.occlude(x, mask)},
+                        3 if args.quick else 10, clock=NOW)
         rows.append((title, times, ours.share(), error, brush, ours.engine))
 
     windows = (((size - PATCH + STRIDE - 1) // STRIDE) + 1) ** 2
@@ -227,9 +207,6 @@ def main() -> int:
         print("targets met" if not missed else "missed: " + "; ".join(missed))
     return 0
 
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
 
 
 if __name__ == "__main__":

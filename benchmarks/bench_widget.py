@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import forward_backward
 
 import nbexplain as nbx
 from nbexplain.engine.guard import preserved
@@ -64,15 +65,6 @@ def forward(ex: nbx.Explainer, x: torch.Tensor) -> Callable[[], object]:
     def run():
         with preserved(ex.model), torch.no_grad():
             return ex.model(x)
-
-    return run
-
-
-def forward_backward(ex: nbx.Explainer, x: torch.Tensor, target: int) -> Callable[[], object]:
-    def run():
-        with preserved(ex.model):
-            xx = x.detach().clone().requires_grad_(True)
-            return torch.autograd.grad(ex.model(xx)[0, target], xx)
 
     return run
 

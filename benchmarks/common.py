@@ -35,15 +35,46 @@ def settings(args: argparse.Namespace) -> tuple[int, int, int]:
     return repeat, warmup, threads
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Seconds taken by one call of ``fn`` (CUDA work included)."""
+def timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds taken by one call of ``fn`` (CUDA work included) on ``clock`` (wall time, or
+    ``time.process_time``: this process's CPU time, steadier on a loaded machine)."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = clock()
     fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return clock() - start
+
+
+def best_of(contenders: Mapping[str, Callable[[], object]], repeats: int, *, warm: bool = True,
+            clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Best time (s) of each contender over ``repeats`` interleaved rounds, after one untimed
+    call of each when ``warm``."""
+    if warm:
+        for fn in contenders.values():
+            fn()
+    times = {name: float("inf") for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            times[name] = min(times[name], timed(fn, clock))
+    return times
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def forward_backward(explainer, x: torch.Tensor, target: int) -> Callable[[], object]:
+    """One forward and a backward to the input (what one gradient map costs), model guarded."""
+    from nbexplain.engine.guard import preserved
+
+    def run():
+        with preserved(explainer.model):
+            xx = x.detach().clone().requires_grad_(True)
+            return torch.autograd.grad(explainer.model(xx)[0, target], xx)
+
+    return run
 
 
 def median_ms(fn: Callable[[], object], repeat: int = 10, warmup: int = 2) -> float:
