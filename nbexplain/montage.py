@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .checks import check_count
+
 
 def _array(values, name: str) -> np.ndarray:
     if hasattr(values, "detach"):  # a torch tensor, without importing torch
@@ -29,8 +31,8 @@ def grid_shape(count: int, columns: int | None = None) -> tuple[int, int]:
         raise ValueError(f"a grid needs at least one tile; got {count}")
     if columns is None:
         columns = math.ceil(math.sqrt(count))
-    elif isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise ValueError(f"columns must be a positive int; got {columns!r}")
+    else:
+        check_count(columns, "columns")
     columns = min(columns, count)
     return math.ceil(count / columns), columns
 
@@ -40,8 +42,7 @@ def tile(tiles: np.ndarray, columns: int | None = None, pad: int = 1, background
     tiles = np.asarray(tiles)
     if tiles.ndim not in (3, 4):
         raise ValueError(f"tiles must be (N, h, w) or (N, h, w, C); got shape {tiles.shape}")
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"pad must be a non-negative int; got {pad!r}")
+    check_count(pad, "pad", minimum=0)
     count, height, width = tiles.shape[:3]
     rows, columns = grid_shape(count, columns)
     shape = (pad + rows * (height + pad), pad + columns * (width + pad), *tiles.shape[3:])
@@ -89,8 +90,7 @@ def filter_montage(
     if weight.ndim != 4:
         raise ValueError(f"weight must be a conv weight (out, in, kh, kw); got shape {weight.shape}")
     _check_normalize(normalize, "filter")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be a positive int; got {scale!r}")
+    check_count(scale, "scale")
     inputs = weight.shape[1]
     if input_channel is None and inputs == 3:
         tiles = weight.transpose(0, 2, 3, 1)  # (out, kh, kw, RGB)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import render
+from ..checks import check_count
 from ..explanation import Explanation
 from . import registry
 from .context import Context, Progress
@@ -103,8 +104,7 @@ class Explainer:
 
     def predict(self, x: ImageLike, topk: int = 5) -> list[Prediction]:
         """The ``topk`` classes, best first, as ``(index, label, prob)`` named tuples."""
-        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-            raise ValueError(f"topk must be a positive int; got {topk!r}")
+        check_count(topk, "topk")
         return top_predictions(self.logits(x), self.labels, topk)
 
     # -- explanations ------------------------------------------------------------------------

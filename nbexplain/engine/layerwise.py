@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checks import check_count
 from ..explanation import Explanation
 from . import registry
 from .context import Context, Progress
@@ -144,8 +145,7 @@ class LayerSession:
     def __init__(
         self, explainer: Explainer, x: Any, layers: Sequence[str] | None = None, *, cache: int = 8
     ):
-        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
-            raise ValueError(f"cache must be a non-negative int; got {cache!r}")
+        check_count(cache, "cache", minimum=0)
         self.explainer = explainer
         self.layers = resolve_layers(explainer, layers)
         self.x = explainer.prepare(x)

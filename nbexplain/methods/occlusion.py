@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import check_count
 from ..engine.context import Context
 from ..engine.guard import preserved
 from ..engine.incremental import IncrementalRunner
@@ -366,8 +367,7 @@ def cached_baseline(owner: Any, x: torch.Tensor, baseline: float | str) -> torch
 
 def occlude(explainer, x, mask, baseline: float | str = "blur", topk: int = 5) -> list:
     """Predictions for ``x`` with the ``mask``ed pixels blended into ``baseline``: one forward."""
-    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-        raise ValueError(f"topk must be a positive int; got {topk!r}")
+    check_count(topk, "topk")
     baseline = check_baseline(baseline, "occlude")
     batch = explainer.prepare(x)
     weight = check_mask(mask, tuple(batch.shape[-2:])).to(batch.device, batch.dtype)

@@ -15,6 +15,7 @@ from typing import Any
 import ipywidgets as W
 
 from .. import render
+from ..checks import check_count
 from ..engine.targets import resolve_target
 from .canvas import HeatmapCanvas
 from .controls import AUTO_CMAP, WIDE, TargetPicker, layer_slider, show_layer
@@ -68,8 +69,7 @@ class Compare(WidgetHost):
         self._specs = {spec.name: spec for spec in specs}
         given = self._check_params({} if params is None else params)
         self._params = {name: given.get(name, spec.bind({})) for name, spec in self._specs.items()}
-        if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-            raise ValueError(f"columns must be a positive int; got {columns!r}")
+        check_count(columns, "columns")
         self._x = prepare_image(self.explainer, image)
         self.image = image
         self._layer = default_layer(self.explainer) if layer is None else check_layer(self.explainer, layer)

@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
+from ..checks import check_count
 from ..engine import registry
 from ..engine.targets import resolve_target
 from ..methods.occlusion import BASELINES, check_baseline, check_mask
@@ -84,10 +85,7 @@ class Explorer(WidgetHost):
                 f"{list(OPTIONS)}, the parameters of {method!r} {self._spec.param_names()}"
                 + (f", and with a model {list(MODEL_OPTIONS)}" if model_options else "")
             )
-        topk = kw.get("topk", 5)
-        if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-            raise ValueError(f"topk must be a positive int; got {topk!r}")
-        self.topk = topk
+        self.topk = check_count(kw.get("topk", 5), "topk")
         self.engine = CachedExplainer(self.explainer, size=kw.get("cache_size", 256),
                                       max_bytes=kw.get("cache_bytes", CACHE_BYTES))
         self.scheduler = Scheduler(LANES, on_error=lambda job, error: self._show_error(error, job.lane))

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_count
 from ..engine.guard import model_lock
 
 
@@ -325,8 +326,7 @@ class CachedExplainer:
     """
 
     def __init__(self, explainer: Any, size: int = 256, max_bytes: int | None = CACHE_BYTES):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"cache_size must be a positive int; got {size!r}")
+        check_count(size, "cache_size")
         self.explainer = explainer
         self.explanations = LRUCache(size, max_bytes, explanation_bytes)
         self.predictions = LRUCache(4 * size)
