@@ -148,13 +148,13 @@ def estimate_scores(scores: torch.Tensor, done: torch.Tensor, rows: Sequence[int
 
 # -- evaluators: logits of x with windows replaced by the baseline ---------------------------
 class DenseEvaluator:
-    """Whole perturbed images through the model, batched (optionally channels-last)."""
+    """Whole perturbed images through the model, batched, channels-last where the model takes it."""
 
-    def __init__(self, ctx: Context, base: torch.Tensor, channels_last: bool = True):
-        self.ctx, self.base, self.channels_last = ctx, base, channels_last
+    def __init__(self, ctx: Context, base: torch.Tensor):
+        self.ctx, self.base = ctx, base
 
     def clean_logits(self) -> torch.Tensor:
-        return in_layout(self.ctx.model, self.ctx.x, self.ctx.logits, self.channels_last)
+        return in_layout(self.ctx.model, self.ctx.x, self.ctx.logits)
 
     def __call__(self, windows: Sequence[Window]) -> torch.Tensor:
         x = self.ctx.x
@@ -164,7 +164,7 @@ class DenseEvaluator:
         inside_y = (ys >= w[:, 0:1]) & (ys < w[:, 1:2])
         inside_x = (xs >= w[:, 2:3]) & (xs < w[:, 3:4])
         mask = (inside_y[:, :, None] & inside_x[:, None, :])[:, None]
-        return in_layout(self.ctx.model, torch.where(mask, self.base, x), self.ctx.logits, self.channels_last)
+        return in_layout(self.ctx.model, torch.where(mask, self.base, x), self.ctx.logits)
 
 
 class IncrementalEvaluator:
