@@ -510,7 +510,7 @@ class IncrementalRunner:
             length = max(hi - lo for lo, hi in zip(lows, highs, strict=True))
             rects.append(([min(lo, size[axis] - length) for lo in lows], length))
         (tops, h), (lefts, w) = rects
-        return [Patched(p.clean, p.region(p.clean, (0, 0), tops, lefts, h, w), tops, lefts) for p in patched]
+        return [Patched(p.clean, p.region((0, 0), 0.0, tops, lefts, h, w), tops, lefts) for p in patched]
 
     def _spatial(self, node: fx.Node, spec: Spatial, p: Patched, clean: torch.Tensor) -> Any:
         out_size = tuple(clean.shape[-2:])
@@ -522,12 +522,11 @@ class IncrementalRunner:
         full_h, full_w = padded_size(spec, out_size)
         if h_i * w_i >= self.dense_share * full_h * full_w:
             return NotImplemented
-        if vectorized(p.patch.device):  # one gather kernel from a padded copy
+        source = None
+        if vectorized(p.patch.device):  # the gather kernel reads a padded copy, made once per node
             source = self.padded.get(node)
             if source is None:
                 source = self.padded[node] = padded(p.clean, spec, out_size)
-            region = p.region(source, spec.before, tops_i, lefts_i, h_i, w_i)
-        else:  # crops of the clean value: no padded copy of it to make first
-            region = p.region_of_clean(spec.before, spec.value, tops_i, lefts_i, h_i, w_i)
+        region = p.region(spec.before, spec.value, tops_i, lefts_i, h_i, w_i, source)
         out = spec.fn(region)
         return Patched(clean, out, tops_o, lefts_o)

@@ -77,32 +77,18 @@ class Patched:
             self._dense = out
         return self._dense
 
-    def region(self, source: torch.Tensor, shift: tuple[int, int], tops, lefts, h: int, w: int):
-        """Per image, the ``h``×``w`` crop of ``source`` (this activation's clean value, padded
-        by ``shift`` before) at (``tops[n]``, ``lefts[n]``), with this patch pasted over it."""
-        if not vectorized(source.device):
-            return self._region_loop(source, shift, tops, lefts, h, w)
-        device = source.device
-        rows, cols = _spans(tops, h, device), _spans(lefts, w, device)
-        crops = source[0].permute(1, 2, 0)[rows[:, :, None], cols[:, None, :]]  # (N, h, w, C)
-        ph, pw = self.patch.shape[-2:]
-        in_rows = rows - _on(self.top, device)[:, None] - shift[0]
-        in_cols = cols - _on(self.left, device)[:, None] - shift[1]
-        inside = ((in_rows >= 0) & (in_rows < ph))[:, :, None] & ((in_cols >= 0) & (in_cols < pw))[:, None, :]
-        images = torch.arange(self.count, device=device)[:, None, None]
-        values = self.patch.permute(0, 2, 3, 1)[
-            images, in_rows.clamp(0, ph - 1)[:, :, None], in_cols.clamp(0, pw - 1)[:, None, :]]
-        return torch.where(inside[..., None], values, crops).permute(0, 3, 1, 2)
-
-    def _region_loop(self, source, shift, tops, lefts, h, w):
-        crops = stacked([source[0, :, t:t + h, c:c + w] for t, c in zip(tops, lefts, strict=True)],
-                        same_order(self.patch))
-        return self._paste(crops, shift, tops, lefts, h, w)
-
-    def region_of_clean(self, before: tuple[int, int], fill: float, tops, lefts, h: int, w: int):
-        """``region`` of the clean value padded by ``before`` with ``fill``, without making the
-        padded copy of the whole activation (CPU: one slice copy per image). Coordinates are
-        those of the padded activation."""
+    def region(self, before: tuple[int, int], fill: float, tops, lefts, h: int, w: int,
+               padded_clean: torch.Tensor | None = None):
+        """Per image, the ``h``×``w`` crop at (``tops[n]``, ``lefts[n]``) of this activation's
+        clean value padded by ``before`` with ``fill`` (coordinates of the padded activation),
+        with this patch pasted over it. On the CPU one slice copy per image reads the clean
+        value itself; an accelerator gathers with one kernel from ``padded_clean`` (the clean
+        value already padded so; needed unless ``before`` is (0, 0))."""
+        if vectorized(self.patch.device):
+            if padded_clean is None and tuple(before) != (0, 0):
+                raise ValueError("region: a padded region on an accelerator needs padded_clean")
+            source = self.clean if padded_clean is None else padded_clean
+            return self._gather(source, before, tops, lefts, h, w)
         clean = self.clean
         height, width = clean.shape[-2:]
         crops = torch.empty((self.count, clean.shape[1], h, w), dtype=clean.dtype, device=clean.device,
@@ -116,6 +102,21 @@ class Patched:
             if r0 < r1 and c0 < c1:
                 crops[n, :, r0 - top:r1 - top, c0 - left:c1 - left] = clean[0, :, r0:r1, c0:c1]
         return self._paste(crops, before, tops, lefts, h, w)
+
+    def _gather(self, source: torch.Tensor, shift: tuple[int, int], tops, lefts, h: int, w: int):
+        """``region`` as one gather from ``source`` (the clean value padded by ``shift``) and one
+        ``where`` with the patch."""
+        device = source.device
+        rows, cols = _spans(tops, h, device), _spans(lefts, w, device)
+        crops = source[0].permute(1, 2, 0)[rows[:, :, None], cols[:, None, :]]  # (N, h, w, C)
+        ph, pw = self.patch.shape[-2:]
+        in_rows = rows - _on(self.top, device)[:, None] - shift[0]
+        in_cols = cols - _on(self.left, device)[:, None] - shift[1]
+        inside = ((in_rows >= 0) & (in_rows < ph))[:, :, None] & ((in_cols >= 0) & (in_cols < pw))[:, None, :]
+        images = torch.arange(self.count, device=device)[:, None, None]
+        values = self.patch.permute(0, 2, 3, 1)[
+            images, in_rows.clamp(0, ph - 1)[:, :, None], in_cols.clamp(0, pw - 1)[:, None, :]]
+        return torch.where(inside[..., None], values, crops).permute(0, 3, 1, 2)
 
     def _paste(self, crops, shift, tops, lefts, h, w):
         """This patch pasted over ``crops`` (regions at ``tops``/``lefts``, shifted coordinates)."""
