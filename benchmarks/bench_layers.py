@@ -41,7 +41,7 @@ def ours_raw(explainer: nbx.Explainer, x: torch.Tensor, target: int, layers: lis
     spec, bound = layer_method("gradcam", {})
 
     def run():
-        ctx = explainer._context(x, target, None)
+        ctx = explainer.context(x, target)
         with preserved(explainer.model):
             return layer_attributions(spec, ctx, layers, bound)
 

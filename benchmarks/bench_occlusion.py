@@ -32,9 +32,10 @@ from common import best_of, ms
 
 import nbexplain as nbx
 from nbexplain.engine.guard import preserved
-from nbexplain.methods import occlusion as occlusion_module
-from nbexplain.methods.gradient import _blur
-from nbexplain.methods.occlusion import occlusion_map
+from nbexplain.engine.perturb import blur
+from nbexplain.methods.occlusion import evaluators
+from nbexplain.methods.occlusion import method as occlusion_method
+from nbexplain.methods.occlusion.method import occlusion_map
 
 PATCH, STRIDE = 32, 16
 SHARE_RUNS = 5  # runs of ours whose median (first coarse map / full map) is reported
@@ -82,18 +83,18 @@ class Ours:
                 seen.append(NOW() - start)
 
         made = []
-        original = occlusion_module.make_evaluator
+        original = occlusion_method.make_evaluator
 
         def spy(*args, **kwargs):
             made.append(original(*args, **kwargs))
             return made[-1]
 
-        occlusion_module.make_evaluator = spy
+        occlusion_method.make_evaluator = spy
         try:
             self.result = self.explainer.explain(self.x, "occlusion", target=self.target, patch=PATCH,
                                                  stride=STRIDE, baseline="blur", progress=progress)
         finally:
-            occlusion_module.make_evaluator = original
+            occlusion_method.make_evaluator = original
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         total = NOW() - start
@@ -105,7 +106,7 @@ class Ours:
 
 def describe(evaluator) -> str:
     """Which engine computed the map (for "auto": the per-window times it measured)."""
-    if isinstance(evaluator, occlusion_module.FasterEvaluator):
+    if isinstance(evaluator, evaluators.FasterEvaluator):
         timed = ", ".join(f"{name} {seconds * 1000:.0f}" for name, seconds in evaluator.seconds.items())
         return f"{evaluator.choice} (ms/window: {timed})"
     return type(evaluator).__name__.removesuffix("Evaluator").lower()
@@ -113,7 +114,7 @@ def describe(evaluator) -> str:
 
 def dense(explainer: nbx.Explainer, x: torch.Tensor, target: int) -> Callable[[], torch.Tensor]:
     def run():
-        ctx = explainer._context(x, target, None)
+        ctx = explainer.context(x, target)
         with preserved(explainer.model):
             return occlusion_map(ctx, PATCH, STRIDE, "blur", engine="dense")
 
@@ -152,7 +153,7 @@ def main() -> int:
     x = lite0.prepare(nbx.samples.load("cat"))
     if size != x.shape[-1]:
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-    base = _blur(x)
+    base = blur(x)
     mask = brush_mask(size)
 
     rows = []

@@ -288,7 +288,7 @@ def test_registered_in_the_cam_family():
         assert nbx.method_info(method).space == "layer"
     for method in ("gradcam", "gradcampp", "layercam"):
         info = nbx.method_info(method)
-        assert info.layerwise is not None and callable(info.extra["combine"])
+        assert info.layerwise is not None and callable(info.combine)
 
 
 @pytest.mark.parametrize("method", ["gradcam", "cam", "scorecam"])

@@ -96,12 +96,12 @@ def test_integrated_gradients_matches_captum(rule, steps):
 
 @pytest.mark.parametrize("baseline", ["zeros", "blur", "tensor", "tensor4d"])
 def test_integrated_gradients_baselines_match_captum(model_and_input, baseline):
-    from nbexplain.methods.gradient import _blur
+    from nbexplain.engine.perturb import blur
 
     model, x = model_and_input
     base = {
         "zeros": torch.zeros_like(x),
-        "blur": _blur(x),
+        "blur": blur(x),
         "tensor": torch.full_like(x, 0.3),
         "tensor4d": torch.full_like(x, -0.2),
     }[baseline]
@@ -140,7 +140,7 @@ def test_ig_points_are_captums_except_the_trapezoid_fix(rule, steps):
 
 @pytest.mark.parametrize("shape", [(1, 3, 24, 24), (2, 3, 19, 40), (1, 1, 5, 7)])
 def test_blur_equals_a_separable_gaussian_convolution_with_replicated_edges(shape):
-    from nbexplain.methods.gradient import _blur
+    from nbexplain.engine.perturb import blur
 
     x = torch.randn(shape, dtype=torch.float64)
     sigma = max(shape[-2:]) / 16
@@ -156,19 +156,19 @@ def test_blur_equals_a_separable_gaussian_convolution_with_replicated_edges(shap
     down = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
     out = torch.nn.functional.conv2d(torch.nn.functional.conv2d(padded, across, groups=channels), down,
                                      groups=channels)
-    torch.testing.assert_close(_blur(x), out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(blur(x), out, rtol=1e-12, atol=1e-12)
 
 
 def test_blur_baseline_is_a_smooth_copy():
-    from nbexplain.methods.gradient import _blur
+    from nbexplain.engine.perturb import blur
 
     x = example_input(shape=(3, 32, 32))
-    blurred = _blur(x)
+    blurred = blur(x)
     assert blurred.shape == x.shape
     torch.testing.assert_close(blurred.mean((2, 3)), x.mean((2, 3)), atol=0.2, rtol=0)
     assert float(blurred.std()) < 0.5 * float(x.std())
     constant = torch.full((1, 3, 20, 20), 0.7)
-    torch.testing.assert_close(_blur(constant), constant)
+    torch.testing.assert_close(blur(constant), constant)
 
 
 # -- SmoothGrad: the same noise fed to a reference and to Captum's NoiseTunnel -----------------

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import nbexplain as nbx
-from nbexplain.engine.incremental import IncrementalRunner
 from nbexplain.engine.layout import accepts_channels_last, in_layout
+from nbexplain.methods.occlusion.runner import IncrementalRunner
 
 
 class ViewNet(nn.Module):

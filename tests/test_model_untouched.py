@@ -2,9 +2,7 @@
 an exception in the middle of a call.
 
 Parametrized over ``nbx.methods()``, so a method added later is covered without editing this
-file. Each runs with its declared defaults and the Explainer's default layer where it needs one;
-a method that needs other parameters to run says so in its registry entry
-(``register(..., example={...})``, read here as ``method_info(name).extra["example"]``).
+file. Each runs with its declared defaults and the Explainer's default layer where it needs one.
 What "untouched" means is spelled out in ``tests/untouched.py``.
 """
 
@@ -79,7 +77,7 @@ def call(model: nn.Module, method: str, arm=None, **kwargs):
     explainer.layers()
     state = ModelState.take(model)
     error = None
-    params = {**nbx.method_info(method).extra.get("example", {}), **kwargs}
+    params = dict(kwargs)
     try:
         if arm is not None:
             arm()

@@ -13,19 +13,13 @@ from captum.attr import Occlusion
 from torch import nn
 
 import nbexplain as nbx
-from nbexplain.engine import incremental, regions
 from nbexplain.engine.context import Context
-from nbexplain.engine.incremental import IncrementalRunner
-from nbexplain.methods import occlusion as occlusion_module
-from nbexplain.methods.gradient import _blur
-from nbexplain.methods.occlusion import (
-    baseline_image,
-    coverage,
-    occlusion_map,
-    progressive_order,
-    scores_to_map,
-    window_starts,
-)
+from nbexplain.engine.perturb import baseline_image, blur
+from nbexplain.methods.occlusion import evaluators, regions
+from nbexplain.methods.occlusion import method as occlusion_method
+from nbexplain.methods.occlusion.method import occlusion_map
+from nbexplain.methods.occlusion.runner import DENSE_SHARE, IncrementalRunner
+from nbexplain.methods.occlusion.windows import coverage, progressive_order, scores_to_map, window_starts
 from tests.models import ACTIVATIONS, TinyCNN, example_input
 
 torch.set_default_dtype(torch.float32)
@@ -219,18 +213,18 @@ def test_auto_times_both_engines_and_stays_exact(monkeypatch):
     x = example((3, 24, 24), seed=15)
     model = MODELS["local"]((24, 24))
     made = []
-    original = occlusion_module.make_evaluator
+    original = occlusion_method.make_evaluator
 
     def spy(*args, **kwargs):
         made.append(original(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(occlusion_module, "make_evaluator", spy)
-    monkeypatch.setattr(occlusion_module, "single_thread_cpu", lambda device: False)
+    monkeypatch.setattr(occlusion_method, "make_evaluator", spy)
+    monkeypatch.setattr(evaluators, "single_thread_cpu", lambda device: False)
     ctx = Context(model=model, x=x, batch_elements=8 * x[0].numel())  # 121 windows, chunks of 8
     auto = occlusion_map(ctx, 4, 2, "mean")
     chosen = made[0]
-    assert isinstance(chosen, occlusion_module.FasterEvaluator)
+    assert isinstance(chosen, evaluators.FasterEvaluator)
     assert set(chosen.seconds) == {"incremental", "dense"} and chosen.choice in chosen.seconds
     dense = occlusion_map(Context(model=model, x=x), 4, 2, "mean", engine="dense")
     torch.testing.assert_close(auto, dense, rtol=1e-9, atol=1e-10)
@@ -240,8 +234,8 @@ def test_auto_times_both_engines_and_stays_exact(monkeypatch):
 def test_auto_times_dense_on_a_few_windows_then_finishes_the_chunk_with_the_winner(monkeypatch, dense_wins):
     x = example((3, 24, 24), seed=16)
     model = MODELS["local"]((24, 24))
-    monkeypatch.setattr(occlusion_module, "single_thread_cpu", lambda device: False)
-    monkeypatch.setattr(occlusion_module, "DENSE_TRIAL", 3)
+    monkeypatch.setattr(evaluators, "single_thread_cpu", lambda device: False)
+    monkeypatch.setattr(evaluators, "DENSE_TRIAL", 3)
     counts = {"incremental": [], "dense": []}
 
     def counting(cls, name, delay):  # the loser is slowed down per window, so it surely loses
@@ -254,8 +248,8 @@ def test_auto_times_dense_on_a_few_windows_then_finishes_the_chunk_with_the_winn
 
         monkeypatch.setattr(cls, "__call__", call)
 
-    counting(occlusion_module.IncrementalEvaluator, "incremental", 0.02 if dense_wins else 0)
-    counting(occlusion_module.DenseEvaluator, "dense", 0 if dense_wins else 0.02)
+    counting(evaluators.IncrementalEvaluator, "incremental", 0.02 if dense_wins else 0)
+    counting(evaluators.DenseEvaluator, "dense", 0 if dense_wins else 0.02)
     ctx = Context(model=model, x=x, batch_elements=8 * x[0].numel())  # 121 windows, chunks of 8
     auto = occlusion_map(ctx, 4, 2, "mean")
     assert counts["incremental"][:2] == [9, 8]  # the coarse chunk, then a full chunk timed
@@ -285,7 +279,7 @@ def test_runner_equals_forward(name, vectorized, monkeypatch):
     monkeypatch.setattr(regions, "VECTORIZED", vectorized)
     x = example((3, 24, 24), seed=8)
     model = MODELS[name]((24, 24))
-    base = _blur(x)
+    base = blur(x)
     with torch.inference_mode():
         runner = IncrementalRunner.build(model, x)
         assert runner is not None
@@ -296,7 +290,7 @@ def test_runner_equals_forward(name, vectorized, monkeypatch):
         torch.testing.assert_close(runner.clean_output, model(in_order), rtol=0, atol=0)
         torch.testing.assert_close(runner.clean_output, model(x), rtol=1e-12, atol=1e-12)
         expected = model(_occluded(x, base, WINDOWS))
-        for share in (0.3, incremental.DENSE_SHARE, 1.01):
+        for share in (0.3, DENSE_SHARE, 1.01):
             runner.dense_share = share
             torch.testing.assert_close(runner.run(x, base, WINDOWS), expected, rtol=1e-10, atol=1e-10)
 
@@ -308,7 +302,7 @@ def test_a_second_runner_keeps_only_what_runs_read_and_stays_exact(name):
     ops on values it does not keep — with the same results."""
     x = example((3, 24, 24), seed=17)
     model = MODELS[name]((24, 24))
-    base = _blur(x)
+    base = blur(x)
     with torch.inference_mode():
         first = IncrementalRunner.build(model, x)
         second = IncrementalRunner.build(model, x)
@@ -318,7 +312,7 @@ def test_a_second_runner_keeps_only_what_runs_read_and_stays_exact(name):
 
         assert dropped(second) and dropped(first) == dropped(second)
         for runner in (first, second):
-            for share in (0.3, incremental.DENSE_SHARE, 1.01):
+            for share in (0.3, DENSE_SHARE, 1.01):
                 runner.dense_share = share
                 torch.testing.assert_close(runner.run(x, base, WINDOWS), expected, rtol=1e-10, atol=1e-10)
 
@@ -427,7 +421,7 @@ def test_efficientnet_lite0_incremental_equals_forward():
 
     model = efficientnet_lite0()
     x = torch.randn((1, 3, 64, 64), generator=torch.Generator().manual_seed(0))
-    base = _blur(x)
+    base = blur(x)
     windows = [(0, 16, 0, 16), (24, 40, 48, 64), (56, 64, 8, 24)]
     with torch.inference_mode():
         runner = IncrementalRunner.build(model, x)
@@ -568,7 +562,7 @@ def test_occlude_empty_mask_is_predict_and_float_mask_blends(brush):
     explainer, model, x = brush
     assert explainer.occlude(x, np.zeros((20, 20)), topk=4) == explainer.predict(x, topk=4)
     weight = torch.rand(20, 20, generator=torch.Generator().manual_seed(1))
-    base = _blur(x)
+    base = blur(x)
     expected = _top(model, x + weight * (base - x), k=2)
     got = explainer.occlude(x, weight, topk=2)
     assert [p.index for p in got] == [i for i, _ in expected]
@@ -616,6 +610,6 @@ def test_occlude_baseline_follows_the_image(brush):
     other = example((3, 20, 20), seed=14).float()
     for image in (x, x, other, x):
         got = explainer.occlude(image, mask, topk=2)
-        expected = _top(model, _blur(image), k=2)
+        expected = _top(model, blur(image), k=2)
         assert [p.index for p in got] == [i for i, _ in expected]
         assert np.allclose([p.prob for p in got], [v for _, v in expected], rtol=1e-5)

@@ -18,6 +18,7 @@ from .hooks import Captured, capture
 from .inputs import input_mismatch, match_model_dtype
 from .layout import conv_profile, in_layout, pays
 from .outputs import OutputSpec, select_logits
+from .targets import Labels
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ class Context:
     progress: Progress | None = None
     should_stop: Callable[[], bool] | None = None
     preprocess: Any = None
+    labels: Labels = field(default_factory=lambda: Labels(None))
     batch_elements: int = 32 * 3 * 224 * 224
     # per gradient pass; None: 8 images of 3×224×224 on CPU (faster there than 32 at once),
     # else batch_elements

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import render
 from ..checks import check_count
 from ..explanation import Explanation
-from . import registry
+from . import layerwise, registry
 from .context import Context, Progress
 from .display import to_display
 from .guard import preserved
@@ -22,6 +19,8 @@ from .hooks import find_module
 from .inputs import ImageLike, to_batch
 from .layers import candidate_layers
 from .outputs import OutputSpec, check_output_spec
+from .perturb import occlude as occlude_masked
+from .results import explanation
 from .targets import Labels, Prediction, resolve_target, top_predictions
 
 
@@ -97,7 +96,7 @@ class Explainer:
     # -- predictions -------------------------------------------------------------------------
     def logits(self, x: ImageLike) -> torch.Tensor:
         """Raw model output (logits) for one input, as a 1-D CPU tensor."""
-        ctx = self._context(self.prepare(x), None, None)
+        ctx = self.context(self.prepare(x))
         with preserved(self.model), torch.no_grad():
             logits = ctx.logits(ctx.x)
         return logits[0].float().cpu()
@@ -124,11 +123,11 @@ class Explainer:
         bound = spec.bind(params)
         layer = self._resolve_layer(spec, layer)
         batch = self.prepare(x)
-        ctx = self._context(batch, target, layer, progress, should_stop)
+        ctx = self.context(batch, target, layer, progress, should_stop)
         with preserved(self.model):
             attribution = spec.fn(ctx, **bound)
             target_index, score = ctx.target, ctx.score
-        return self._explanation(spec, ctx, attribution, bound, target_index, score)
+        return explanation(spec, ctx, attribution, bound, target_index, score)
 
     def explain_layers(
         self,
@@ -143,29 +142,33 @@ class Explainer:
     ) -> dict[str, Explanation]:
         """``method`` at every layer in ``layers`` (default: ``layers()``) from one forward and
         one backward pass; the same maps as separate ``explain`` calls."""
-        from .layerwise import explain_layers
-
-        return explain_layers(
+        return layerwise.explain_layers(
             self, x, method, target, layers, progress=progress, should_stop=should_stop, **params
         )
 
-    def layer_session(self, x: ImageLike, layers: Sequence[str] | None = None, *, cache: int = 8):
+    def layer_session(
+        self, x: ImageLike, layers: Sequence[str] | None = None, *, cache: int = 8
+    ) -> layerwise.LayerSession:
         """A ``LayerSession``: one forward of ``x`` kept, so ``session.explain(method, target)``
         answers every layer with one backward per new target (close it, or use ``with``)."""
-        from .layerwise import LayerSession
-
-        return LayerSession(self, x, layers, cache=cache)
+        return layerwise.LayerSession(self, x, layers, cache=cache)
 
     def occlude(
         self, x: ImageLike, mask: Any, baseline: float | str = "blur", topk: int = 5
     ) -> list[Prediction]:
         """Predictions (as ``predict`` gives them) for ``x`` with the ``mask``ed pixels replaced
         by ``baseline``; one forward, cheap enough for every brush stroke."""
-        from ..methods.occlusion import occlude
+        return occlude_masked(self, x, mask, baseline=baseline, topk=topk)
 
-        return occlude(self, x, mask, baseline=baseline, topk=topk)
-
-    def _context(self, batch, target, layer, progress=None, should_stop=None) -> Context:
+    def context(
+        self,
+        batch: torch.Tensor,
+        target: int | str | None = None,
+        layer: str | None = None,
+        progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Context:
+        """What a method sees for one call on the model-ready ``batch`` (see ``prepare``)."""
         if progress is not None and not callable(progress):
             raise TypeError("progress must be a callable (fraction, partial) -> None")
         return Context(
@@ -177,6 +180,7 @@ class Explainer:
             progress=progress,
             should_stop=should_stop,
             preprocess=self.preprocess,
+            labels=self.labels,
         )
 
     def _resolve_layer(self, spec: registry.Method, layer: str | None) -> str | None:
@@ -192,44 +196,3 @@ class Explainer:
             return self.default_layer()
         find_module(self.model, layer)
         return layer
-
-    def _explanation(
-        self, spec, ctx, attribution, params, target, score, layer=None, image=None
-    ) -> Explanation:
-        """``image``: the display picture of ``ctx.x`` when already made (shared by many results)."""
-        attribution = attribution.detach().float().cpu()
-        if spec.to_map is not None:
-            map01 = np.asarray(spec.to_map(attribution, ctx, params), dtype=np.float32)
-        else:  # needs only the attribution: made when first read
-            size = tuple(ctx.x.shape[-2:])
-            map01 = functools.partial(default_map, spec, attribution, size)
-        return Explanation(
-            attribution=attribution,
-            map_source=map01,
-            target=target,
-            label=self.labels.name(target),
-            score=score,
-            method=spec.name,
-            layer=layer if layer is not None else ctx.layer,
-            params=dict(params),
-            image=to_display(ctx.x, self.preprocess) if image is None else image,
-            signed=spec.signed,
-        )
-
-
-def upsample(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A (h, w) map resized bilinearly to ``size``."""
-    if tuple(values.shape[-2:]) == tuple(size):
-        return values
-    return F.interpolate(values[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-
-
-def default_map(spec: registry.Method, attribution: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Display map for the common shapes: pixel (C,H,W) and layer (h,w) attributions."""
-    if spec.space == "pixel":
-        if spec.signed:
-            return render.normalize_signed(attribution.sum(0), percentile=99.5)
-        return render.normalize_unsigned(attribution.abs().amax(0), percentile=99.5)
-    if attribution.ndim == 2:
-        return render.normalize_minmax(upsample(attribution, size))
-    raise ValueError(f"method {spec.name!r} needs a to_map for attribution shape {tuple(attribution.shape)}")

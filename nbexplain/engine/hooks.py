@@ -1,7 +1,8 @@
-"""Capture the outputs of named modules during one forward pass.
+"""Module hooks, registered and removed as one group; and capturing layer outputs with them.
 
-Every hook is registered through this module and removed on every exit path. Captured
-outputs are the module's own output tensors; what flows on downstream is a clone, so an
+Every hook in the package is registered through ``HookHandles`` (a test checks the source), so
+"every hook is removed on every exit path" is proved here, once. Captured outputs are the
+module's own output tensors; what flows on downstream is a clone, so an
 in-place op after the module (ResNet's ``relu(inplace=True)`` after ``bn2``) cannot
 overwrite what was captured, and ``torch.autograd.grad`` with respect to a captured tensor
 is exact. A module called several times in one forward (a reused ReLU) keeps every call.
@@ -9,11 +10,43 @@ is exact. A module called several times in one forward (a reused ReLU) keeps eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+
+class HookHandles:
+    """Hooks registered on modules as one group, all removed on leaving the ``with`` block —
+    by return, exception or generator close — also when registering one of them failed
+    (cf. zennit's ``RemovableHandleList``)."""
+
+    def __init__(self) -> None:
+        self._handles: list[RemovableHandle] = []
+
+    def forward(self, module: nn.Module, hook: Callable[..., object]) -> None:
+        """``hook(module, inputs, output)`` after ``module``'s forward (may replace the output)."""
+        self._handles.append(module.register_forward_hook(hook))
+
+    def forward_pre(self, module: nn.Module, hook: Callable[..., object]) -> None:
+        """``hook(module, inputs)`` before ``module``'s forward (may replace the inputs)."""
+        self._handles.append(module.register_forward_pre_hook(hook))
+
+    def remove(self) -> None:
+        """Remove every hook of the group (newest first); safe to call twice."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def __enter__(self) -> HookHandles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
 
 
 class Captured:
@@ -71,7 +104,6 @@ def capture(model: nn.Module, names: Iterable[str], *, track_grad: bool = True) 
     names = list(dict.fromkeys(names))
     modules = list(zip(names, find_modules(model, names), strict=True))
     captured = Captured(names)
-    handles = []
 
     def make_hook(name: str):
         def hook(module: nn.Module, inputs: tuple, output):
@@ -87,10 +119,7 @@ def capture(model: nn.Module, names: Iterable[str], *, track_grad: bool = True) 
 
         return hook
 
-    try:
+    with HookHandles() as hooks:
         for name, module in modules:
-            handles.append(module.register_forward_hook(make_hook(name)))
+            hooks.forward(module, make_hook(name))
         yield captured
-    finally:
-        for handle in handles:
-            handle.remove()

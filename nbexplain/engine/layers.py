@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .guard import preserved
+from .hooks import HookHandles
 
 _WEIGHTS = (nn.modules.conv._ConvNd, nn.Linear)
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -61,16 +62,12 @@ class Trace:
         self.modules = dict(model.named_modules())
         self.calls: dict[str, list[Call]] = {name: [] for name in self.modules}
         self._clock = 0
-        handles = []
-        try:
+        with HookHandles() as hooks:
             for name, module in self.modules.items():
-                handles.append(module.register_forward_pre_hook(self._enter(name)))
-                handles.append(module.register_forward_hook(self._leave(name)))
+                hooks.forward_pre(module, self._enter(name))
+                hooks.forward(module, self._leave(name))
             with preserved(model), torch.no_grad():
                 run()
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def _tick(self) -> int:
         self._clock += 1
@@ -215,3 +212,14 @@ def candidate_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
             continue  # the same tensor again
         chosen.append((call, name))
     return [name for _, name in chosen]
+
+
+def spatial(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Row 0 of a captured ``(N, K, h, w)`` layer output, as contiguous float32; a clear error
+    otherwise."""
+    if tensor.ndim != 4:
+        raise ValueError(
+            f"layer {name!r} outputs shape {tuple(tensor.shape)}; this method needs a spatial "
+            "(N, C, H, W) output — pick a convolutional layer (see Explainer.layers())"
+        )
+    return tensor[0].detach().float().contiguous()

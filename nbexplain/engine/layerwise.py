@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -24,29 +24,31 @@ from ..checks import check_count
 from ..explanation import Explanation
 from . import registry
 from .context import Context, Progress
-from .display import to_display
 from .guard import preserved
 from .hooks import capture, find_modules
-
-if TYPE_CHECKING:
-    from .explainer import Explainer
-
-
-def spatial(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Row 0 of a captured ``(N, K, h, w)`` layer output, as contiguous float32; a clear error
-    otherwise."""
-    if tensor.ndim != 4:
-        raise ValueError(
-            f"layer {name!r} outputs shape {tuple(tensor.shape)}; this method needs a spatial "
-            "(N, C, H, W) output — pick a convolutional layer (see Explainer.layers())"
-        )
-    return tensor[0].detach().float().contiguous()
+from .layers import spatial
+from .results import layer_explanations
 
 
-def resolve_layers(explainer: Explainer, layers: Sequence[str] | None) -> list[str]:
-    """``layers`` checked and de-duplicated (order kept); ``None`` → ``explainer.layers()``."""
+class Subject(Protocol):
+    """What the layer pass needs of an ``Explainer`` (its public API; no import of it here)."""
+
+    model: torch.nn.Module
+
+    def prepare(self, x: Any) -> torch.Tensor: ...
+
+    def context(
+        self, batch: torch.Tensor, target: int | str | None = None, layer: str | None = None,
+        progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+    ) -> Context: ...
+
+    def layers(self) -> list[str]: ...
+
+
+def resolve_layers(subject: Subject, layers: Sequence[str] | None) -> list[str]:
+    """``layers`` checked and de-duplicated (order kept); ``None`` → ``subject.layers()``."""
     if layers is None:
-        names = explainer.layers()
+        names = subject.layers()
         if not names:
             raise ValueError("the model has no layer with spatial output; pass layers= explicitly")
         return names
@@ -58,7 +60,7 @@ def resolve_layers(explainer: Explainer, layers: Sequence[str] | None) -> list[s
     names = list(dict.fromkeys(layers))
     if not names:
         raise ValueError("layers is empty; pass None for every layer of Explainer.layers()")
-    find_modules(explainer.model, names)  # raises, naming the valid layers
+    find_modules(subject.model, names)  # raises, naming the valid layers
     return names
 
 
@@ -99,7 +101,7 @@ def _spread(ctx: Context, index: int, count: int) -> Progress | None:
 
 
 def explain_layers(
-    explainer: Explainer,
+    subject: Subject,
     x: Any,
     method: str = "gradcam",
     target: int | str | None = None,
@@ -109,25 +111,14 @@ def explain_layers(
     should_stop: Callable[[], bool] | None = None,
     **params: Any,
 ) -> dict[str, Explanation]:
-    """``method`` at every one of ``layers`` (default ``explainer.layers()``), input → output."""
+    """``method`` at every one of ``layers`` (default ``subject.layers()``), input → output."""
     spec, bound = layer_method(method, params)
-    names = resolve_layers(explainer, layers)
-    batch = explainer.prepare(x)
-    ctx = explainer._context(batch, target, None, progress, should_stop)
-    with preserved(explainer.model):
+    names = resolve_layers(subject, layers)
+    ctx = subject.context(subject.prepare(x), target, None, progress, should_stop)
+    with preserved(ctx.model):
         attributions = layer_attributions(spec, ctx, names, bound)
         target_index, score = ctx.target, ctx.score
-    return build(explainer, spec, ctx, attributions, bound, target_index, score)
-
-
-def build(explainer, spec, ctx, attributions, params, target, score) -> dict[str, Explanation]:
-    """Explanations from raw attributions by layer; they share one read-only display image."""
-    image = to_display(ctx.x, explainer.preprocess)
-    image.flags.writeable = False
-    return {
-        name: explainer._explanation(spec, ctx, attribution, params, target, score, name, image)
-        for name, attribution in attributions.items()
-    }
+    return layer_explanations(spec, ctx, attributions, bound, target_index, score)
 
 
 class LayerSession:
@@ -142,13 +133,12 @@ class LayerSession:
     call redoes the forward (and forgets what it cached).
     """
 
-    def __init__(
-        self, explainer: Explainer, x: Any, layers: Sequence[str] | None = None, *, cache: int = 8
-    ):
+    def __init__(self, subject: Subject, x: Any, layers: Sequence[str] | None = None, *, cache: int = 8):
         check_count(cache, "cache", minimum=0)
-        self.explainer = explainer
-        self.layers = resolve_layers(explainer, layers)
-        self.x = explainer.prepare(x)
+        self.subject = subject
+        self.model = subject.model
+        self.layers = resolve_layers(subject, layers)
+        self.x = subject.prepare(x)
         self.cache = cache
         self._results: OrderedDict[tuple, dict[str, Explanation]] = OrderedDict()
         self._gradients: OrderedDict[int, list[torch.Tensor]] = OrderedDict()
@@ -197,9 +187,9 @@ class LayerSession:
         if key in self._results:
             self._results.move_to_end(key)
             return dict(self._results[key])
-        combine = spec.extra.get("combine")
+        combine = spec.combine
         if combine is None:
-            result = explain_layers(self.explainer, self.x, spec.name, index, self.layers,
+            result = explain_layers(self.subject, self.x, spec.name, index, self.layers,
                                     progress=progress, should_stop=should_stop, **bound)
         else:
             result = self._combined(spec, combine, bound, index)
@@ -212,7 +202,7 @@ class LayerSession:
     # -- internals ---------------------------------------------------------------------------
     def _state(self) -> tuple:
         """Identity and in-place version of every weight and buffer: changes when they do."""
-        model = self.explainer.model
+        model = self.model
         return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
 
     def _forward_once(self) -> None:
@@ -220,8 +210,8 @@ class LayerSession:
             return
         self._gradients.clear()
         self._results.clear()
-        model = self.explainer.model
-        ctx = self.explainer._context(self.x, None, None)
+        model = self.model
+        ctx = self.subject.context(self.x)
 
         def run(x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
             with preserved(model), capture(model, self.layers) as captured, torch.enable_grad():
@@ -234,7 +224,7 @@ class LayerSession:
 
     def _context(self, target: int | str | None) -> Context:
         self._forward_once()
-        ctx = self.explainer._context(self.x, target, None)
+        ctx = self.subject.context(self.x, target)
         ctx.clean_logits, ctx.classes = self._clean, self._clean.shape[1]
         return ctx
 
@@ -264,7 +254,7 @@ class LayerSession:
                 name: combine(spatial(name, out), grad[0].float().contiguous(), **bound)
                 for name, out, grad in zip(self.layers, self._outputs, grads, strict=True)
             }
-        return build(self.explainer, spec, ctx, attributions, bound, index, score)
+        return layer_explanations(spec, ctx, attributions, bound, index, score)
 
 
 def _key(value: Any) -> Any:

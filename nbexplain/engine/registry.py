@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
 Space = Literal["pixel", "layer", "unit", "model"]
+MAP_SPACES = ("pixel", "layer", "unit")  # spaces whose attributions are maps over the image
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,11 @@ class Method:
     """A registered explanation method.
 
     ``fn(ctx, **params)`` returns the raw attribution; ``to_map(attribution, ctx, params)``
-    turns it into a display map (defaults by ``space`` live in the explainer).
-    ``layerwise`` (optional) computes many layers from one pass, for ``explain_layers``.
+    turns it into a display map (defaults by ``space`` live in ``engine/results.py``).
+    ``layerwise`` (optional) computes many layers from one pass, for ``explain_layers``;
+    ``combine(activation, gradient, **params)`` (optional) makes one layer's map from its kept
+    output and gradient, so a ``LayerSession`` answers it with no new pass. ``picker=False``:
+    a method shown in a panel of its own (filters), not offered in a widget's method picker.
     """
 
     name: str
@@ -83,11 +87,22 @@ class Method:
     signed: bool = False
     to_map: Callable[..., torch.Tensor] | None = None
     layerwise: Callable[..., dict[str, torch.Tensor]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    combine: Callable[..., torch.Tensor] | None = None
+    picker: bool = True
 
     @property
     def needs_layer(self) -> bool:
         return self.space in ("layer", "unit")
+
+    @property
+    def all_layers(self) -> bool:
+        """Computed for every layer at once (one pass answers the whole layer slider)."""
+        return self.needs_layer and (self.layerwise is not None or self.combine is not None)
+
+    @property
+    def shows_a_map(self) -> bool:
+        """Gives a map over the image that a widget's picker offers."""
+        return self.space in MAP_SPACES and self.picker
 
     def param(self, name: str) -> Param:
         for param in self.params:
@@ -127,13 +142,10 @@ def register(
     signed: bool = False,
     to_map: Callable[..., torch.Tensor] | None = None,
     layerwise: Callable[..., dict[str, torch.Tensor]] | None = None,
-    **extra: Any,
+    combine: Callable[..., torch.Tensor] | None = None,
+    picker: bool = True,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    """Decorator: declare ``fn`` as method ``name``.
-
-    ``extra`` keywords are kept in ``Method.extra``; ``example={...}`` there names parameters a
-    quick run needs beyond the defaults (the every-method tests use them).
-    """
+    """Decorator: declare ``fn`` as method ``name`` (fields as in ``Method``)."""
 
     def decorate(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         if name in _REGISTRY:
@@ -148,7 +160,8 @@ def register(
             signed=signed,
             to_map=to_map,
             layerwise=layerwise,
-            extra=extra,
+            combine=combine,
+            picker=picker,
         )
         return fn
 

@@ -17,10 +17,10 @@ import torch
 
 from .. import render
 from ..engine.context import Context
-from ..engine.explainer import upsample
-from ..engine.hooks import capture, find_module
+from ..engine.hooks import HookHandles, capture, find_module
 from ..engine.outputs import select_logits
 from ..engine.registry import Param, register
+from ..engine.results import upsample
 
 _ACTIVATION = "ablation.activation"
 
@@ -42,11 +42,9 @@ def zeroed(model: torch.nn.Module, layer: str, channels: torch.Tensor) -> Iterat
         keep[rows, channels[rows]] = 0
         return output * keep.view(*keep.shape, *[1] * (output.ndim - 2))
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with HookHandles() as hooks:
+        hooks.forward(module, hook)
         yield
-    finally:
-        handle.remove()
 
 
 def _scores(ctx: Context, channels: torch.Tensor, expand: bool) -> torch.Tensor:

@@ -4,7 +4,7 @@ Every map is ``(h, w)`` at the layer's own resolution (the explainer upsamples f
 The gradient methods are one ``combine(activation, gradient)`` each — the formula of the paper
 on one image's ``(K, h, w)`` tensors; the shared code below runs the pass (one forward, one
 backward, for one layer or for many at once) and the registry gets both a single-layer ``fn``
-and a ``layerwise`` function, plus ``combine`` (in ``extra``) so a kept graph can answer
+and a ``layerwise`` function, plus ``combine`` (a declared field) so a kept graph can answer
 another target with one backward (see ``engine/layerwise.py``).
 """
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import render
 from ..engine.context import Context
-from ..engine.layerwise import spatial
+from ..engine.layers import spatial
 from ..engine.rectifiers import RectifierRule
 from ..engine.registry import Param, register
 

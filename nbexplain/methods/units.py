@@ -12,11 +12,10 @@ from torch import nn
 
 from .. import montage, render
 from ..engine.context import Context
-from ..engine.explainer import upsample
 from ..engine.hooks import find_module
-from ..engine.layers import Trace
-from ..engine.layerwise import spatial
+from ..engine.layers import Trace, spatial
 from ..engine.registry import Param, register
+from ..engine.results import upsample
 
 FAMILY = "units"
 
@@ -103,6 +102,7 @@ def filters_map(attribution: torch.Tensor, ctx: Context, params: dict) -> np.nda
     params=(Param("input_channel", int, -1, "input channel drawn in gray; -1: RGB for filters that "
                   "read 3 channels, else the mean over input channels", range=(-1, None)),),
     to_map=filters_map,
+    picker=False,  # the Explorer shows filters in a montage panel of their own
 )
 def filters(ctx: Context, input_channel: int) -> torch.Tensor:
     """The conv's weight ``(out, in, kh, kw)``, a CPU copy. The forward that finds the conv in

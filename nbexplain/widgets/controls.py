@@ -21,18 +21,12 @@ from ..engine import registry
 AUTO_TARGET = -1  # the class picker's value for "the top-1 class" (target=None)
 AUTO_CMAP = "auto"  # the colormap picker's value for cmap=None
 MODES = ("explain", "brush", "patch")
-SHOWN_SPACES = ("pixel", "layer", "unit")  # methods that give a map over the image …
-PANEL_METHODS = ("filters",)  # … except those shown in a panel of their own
 WIDE = {"description_width": "initial"}
 
 
 def shown_methods() -> list[str]:
     """The methods a widget can show: those that give a map over the image."""
-    return [m.name for m in registry.all_methods() if shows_a_map(m)]
-
-
-def shows_a_map(spec: registry.Method) -> bool:
-    return spec.space in SHOWN_SPACES and spec.name not in PANEL_METHODS
+    return [m.name for m in registry.all_methods() if m.shows_a_map]
 
 
 def method_options(names: Iterable[str]) -> list[tuple[str, str]]:

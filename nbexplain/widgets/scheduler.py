@@ -360,7 +360,7 @@ class CachedExplainer:
         if found is not None:
             return found
         spec = registry.get(method)
-        all_layers = spec.needs_layer and (spec.layerwise is not None or "combine" in spec.extra)
+        all_layers = spec.all_layers
         with model_lock(self.explainer.model):
             if all_layers and layer in self.explainer.layers():
                 try:
@@ -379,7 +379,7 @@ class CachedExplainer:
         return explanation
 
     def _all_layers(self, image, x, spec, target, params, progress, should_stop) -> dict[str, Any]:
-        if "combine" in spec.extra:
+        if spec.combine is not None:
             self.calls["session"] += 1
             return self.session(image, x).explain(spec.name, target, **params)
         self.calls["explain_layers"] += 1

@@ -20,7 +20,7 @@ from ..engine.context import Cancelled
 from ..engine.explainer import Explainer
 from ..engine.hooks import find_module
 from ..engine.inputs import to_batch
-from .controls import shown_methods, shows_a_map
+from .controls import shown_methods
 from .scheduler import CachedExplainer, Job, Scheduler
 
 PREVIEW_INTERVAL = 0.1  # seconds between coarse previews of a progressive map
@@ -48,7 +48,7 @@ def as_explainer(model_or_explainer: Any, model_options: dict) -> Explainer:
 def check_method(method: str) -> registry.Method:
     """The registered method ``method``, if it gives a map over the image."""
     spec = registry.get(method)
-    if not shows_a_map(spec):
+    if not spec.shows_a_map:
         raise ValueError(
             f"method {method!r} does not give a map over the image; valid: {shown_methods()}"
         )

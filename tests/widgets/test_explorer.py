@@ -477,7 +477,8 @@ class Deep(nn.Sequential):
 def test_latest_wins_a_burst_of_layer_changes(monkeypatch, x):
     ex = nbx.Explainer(Deep().eval())
     spec = registry.get("gradcam")  # as a method without an all-layers form
-    monkeypatch.setitem(registry._REGISTRY, "gradcam", dataclasses.replace(spec, layerwise=None, extra={}))
+    without = dataclasses.replace(spec, layerwise=None, combine=None)
+    monkeypatch.setitem(registry._REGISTRY, "gradcam", without)
     layers = ex.layers()
     assert len(layers) > 20
     explorer = Explorer(ex, x, layer=layers[0])

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ...engine.hooks import HookHandles
 from .canonize import SUPPORTED, LinearOp, UnsupportedModel
 from .composites import Assignment, Composite
 from .rules import Norm, Rule
@@ -217,16 +218,14 @@ def attached(model: nn.Module, composite: Composite) -> Iterator[Session]:
     """``composite``'s rules on ``model`` while the body runs; hooks removed and the function mode
     left on every exit path."""
     session = Session(composite.stabilizer)
-    handles = []
     try:
-        for item in composite.assign(model):
-            handles.append(item.module.register_forward_pre_hook(session.pre_hook(item)))
-            handles.append(item.module.register_forward_hook(session.hook(item)))
-        with session:
-            yield session
+        with HookHandles() as hooks:
+            for item in composite.assign(model):
+                hooks.forward_pre(item.module, session.pre_hook(item))
+                hooks.forward(item.module, session.hook(item))
+            with session:
+                yield session
     finally:
-        for handle in handles:
-            handle.remove()
         session.linear.clear()
 
 

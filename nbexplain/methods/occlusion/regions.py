@@ -1,6 +1,6 @@
 """Changed rectangles of a batch of activations, and convolutions and pools on regions.
 
-The incremental occlusion engine (``incremental.py``) keeps, for N occluded copies of one image,
+The incremental occlusion runner (``runner.py``) keeps, for N occluded copies of one image,
 each activation as the clean one plus one same-sized changed rectangle per image (``Patched``).
 Here: gathering a rectangle with its halo, pasting patches into full activations, how far a
 change reaches through a convolution or pool (``reach``), and such an op as a function of a
