@@ -39,6 +39,14 @@ def test_there_are_notebooks():
     assert (ROOT / "notebooks" / "01_quickstart.ipynb") in NOTEBOOKS
 
 
+def test_the_index_lists_every_notebook_once():
+    index = nbformat.read(ROOT / "notebooks" / "00_index.ipynb", as_version=4)
+    text = "\n".join(cell.source for cell in index.cells)
+    others = [path.name for path in NOTEBOOKS if path.name != "00_index.ipynb"]
+    assert len(others) >= 3
+    assert {name: text.count(f"]({name})") for name in others} == dict.fromkeys(others, 1)
+
+
 def test_notebooks_are_stored_without_outputs():
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)

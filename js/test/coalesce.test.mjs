@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LatestCoalescer, StrokeBatcher } from "../src/coalesce.js";
+import { LatestCoalescer, StrokeBatcher } from "../src/lib/coalesce.js";
 
 function manualFrames() {
   const queue = new Map();

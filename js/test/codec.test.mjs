@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { asBytes, asFloat32, asShape } from "../src/codec.js";
+import { asBytes, asFloat32, asShape } from "../src/lib/codec.js";
 
 test("asBytes accepts DataView, ArrayBuffer, typed arrays, arrays and null", () => {
   const buf = new Uint8Array([1, 2, 3, 4, 5]).buffer;

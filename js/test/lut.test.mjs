@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { colorize, composite, grayLut, lutIndex, MASK_ALPHA, MASK_COLOR, pickLut } from "../src/lut.js";
+import { colorize, composite, grayLut, lutIndex, MASK_ALPHA, MASK_COLOR, pickLut } from "../src/lib/lut.js";
 
 const luts = { jet: Array.from({ length: 768 }, (_, i) => i % 256), bwr: Array(768).fill(7) };
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { bresenham, discSpans, paintStroke, squareBounds, stampDisc, toPixel } from "../src/raster.js";
+import { bresenham, discSpans, paintStroke, squareBounds, stampDisc, toPixel } from "../src/lib/raster.js";
 
 test("bresenham covers both ends, is 8-connected and follows the direction", () => {
   const line = bresenham(0, 0, 5, 2);

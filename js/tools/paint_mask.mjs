@@ -2,7 +2,7 @@
 // test that checks the kernel paints the same pixels). stdin: {"width", "height", "messages"}
 // where messages are the custom 'stroke' messages; stdout: the mask as a JSON list.
 import { readFileSync } from "node:fs";
-import { paintStroke } from "../src/raster.js";
+import { paintStroke } from "../src/lib/raster.js";
 
 const spec = JSON.parse(readFileSync(0, "utf8"));
 const mask = new Uint8Array(spec.width * spec.height);

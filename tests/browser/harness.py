@@ -176,7 +176,7 @@ def upsample_bilinear(src: np.ndarray, H: int, W: int) -> np.ndarray:
 
 def expected_composite(rgb: np.ndarray, heat: np.ndarray | None, cmap: str = "jet", opacity: float = 0.5,
                        mask_u8: np.ndarray | None = None) -> np.ndarray:
-    """What the front-end should paint (H×W×3 uint8), from js/src/lut.js composite()."""
+    """What the front-end should paint (H×W×3 uint8), from js/src/lib/lut.js composite()."""
     H, W = rgb.shape[:2]
     out = rgb.astype(np.float64)
     if heat is not None:

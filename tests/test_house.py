@@ -1,9 +1,12 @@
-"""The house flows one way: no module of ``nbexplain`` imports a module above it, nor in a circle.
+"""The house: imports flow one way, and files stay small.
 
+No module of ``nbexplain`` imports a module above it, nor in a circle.
 Read from the source (imports inside functions too), so an import that runs only in some code
 path is still seen. Ranks, bottom to top: plain helpers (checks, render, montage, explanation,
 samples, models) < engine < methods < dataset, optvis, metrics < widgets, export < the package's
 own ``__init__``. A module that no rank names fails, so a new package has to be placed.
+No source file in ``nbexplain/`` or ``js/src/`` is over ``MAX_LINES`` lines (one module, one job);
+``nbexplain/static/`` holds the bundle that ``js/build.mjs`` generates from ``js/src/``, not source.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "nbexplain"
+MAX_LINES = 400
 RANKS = {
     "nbexplain.checks": 0, "nbexplain.render": 0, "nbexplain.montage": 0,
     "nbexplain.explanation": 0, "nbexplain.samples": 0, "nbexplain.models": 0,
@@ -148,3 +152,11 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path):
         ["nbexplain.engine.a", "nbexplain.methods.m"],
         ["nbexplain.engine.b", "nbexplain.engine.c"],
     ]
+
+
+def test_no_source_file_is_over_400_lines():
+    sources = [*PACKAGE.rglob("*.py"), *(ROOT / "js" / "src").rglob("*.js")]
+    assert len(sources) > 40
+    long = {str(path.relative_to(ROOT)): n for path in sources
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert long == {}

@@ -1,36 +1,13 @@
-// The anywidget view of nbexplain.widgets.HeatmapCanvas: the image with its heatmap composited
-// on a <canvas>, hover readout, brush painting, patch occluder, busy indicator, error overlay.
-// Model contract: /work/main/.notes/WIDGET.md (traits image, image_shape, heatmap, heatmap_shape,
-// signed, cmap, luts, opacity, mode, brush_size, mask_version, mask_bytes, busy, error,
-// display_width).
-import { asBytes, asFloat32, asShape } from "./codec.js";
-import { upsampleBilinear } from "./bilinear.js";
-import { colorize, composite, pickLut } from "./lut.js";
-import { paintStroke, squareBounds, toPixel } from "./raster.js";
-import { LatestCoalescer, StrokeBatcher } from "./coalesce.js";
-
-const STYLE = `
-.nbx-canvas { position: relative; display: inline-block; max-width: 100%; line-height: 0;
-  font: 12px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; user-select: none; }
-.nbx-canvas .nbx-stage { position: relative; line-height: 0; }
-.nbx-canvas canvas.nbx-main { display: block; max-width: 100%; height: auto; background: #222; }
-.nbx-canvas canvas.nbx-overlay { position: absolute; left: 0; top: 0; width: 100%; height: 100%;
-  pointer-events: none; }
-.nbx-canvas .nbx-readout { line-height: 18px; height: 18px; color: var(--jp-ui-font-color1, #333);
-  font-variant-numeric: tabular-nums; white-space: nowrap; overflow: hidden; }
-.nbx-canvas .nbx-busy { position: absolute; top: 6px; right: 6px; width: 14px; height: 14px;
-  border-radius: 50%; border: 2px solid rgba(255,255,255,0.35); border-top-color: #fff;
-  box-shadow: 0 0 2px rgba(0,0,0,0.6); opacity: 0; transition: opacity 120ms;
-  animation: nbx-spin 0.8s linear infinite; pointer-events: none; }
-.nbx-canvas .nbx-busy.nbx-on { opacity: 1; }
-@keyframes nbx-spin { to { transform: rotate(360deg); } }
-.nbx-canvas .nbx-error { position: absolute; left: 0; right: 0; bottom: 0; max-height: 70%;
-  overflow: auto; display: none; background: rgba(150, 20, 20, 0.92); color: #fff;
-  line-height: 1.35; padding: 6px 26px 6px 8px; white-space: pre-wrap; word-break: break-word; }
-.nbx-canvas .nbx-error.nbx-on { display: block; }
-.nbx-canvas .nbx-error button { position: absolute; top: 2px; right: 4px; border: 0;
-  background: transparent; color: #fff; font-size: 16px; cursor: pointer; line-height: 1; }
-`;
+// CanvasView: one view of a HeatmapCanvas model. It builds the DOM (canvas, cursor overlay, busy
+// indicator, error overlay, readout), listens to the model's traits, loads what changed (image,
+// heatmap upsampled and coloured here, mask) and composites it on the next animation frame; it
+// reports input-to-paint latency ("rendered"). Pointer handling is in pointer.js.
+import { asBytes, asFloat32, asShape } from "../lib/codec.js";
+import { upsampleBilinear } from "../lib/bilinear.js";
+import { colorize, composite, pickLut } from "../lib/lut.js";
+import { LatestCoalescer, StrokeBatcher } from "../lib/coalesce.js";
+import { pointerMethods } from "./pointer.js";
+import { STYLE } from "./style.js";
 
 function make(tag, className, parent) {
   const node = document.createElement(tag);
@@ -42,7 +19,7 @@ function make(tag, className, parent) {
 const INPUT_EVENTS = ["input", "change", "pointerdown", "keydown", "pointermove"];
 const STALE_INPUT_MS = 10000;
 
-class CanvasView {
+export class CanvasView {
   constructor(model, el) {
     this.model = model;
     this.el = el;
@@ -338,148 +315,6 @@ class CanvasView {
     console.error("nbexplain canvas:", error);
   }
 
-  drawOverlay() {
-    const o = this.overlay;
-    const rect = this.canvas.getBoundingClientRect();
-    const dpr = globalThis.devicePixelRatio || 1;
-    const w = Math.max(1, Math.round(rect.width * dpr));
-    const h = Math.max(1, Math.round(rect.height * dpr));
-    if (o.width !== w || o.height !== h) {
-      o.width = w;
-      o.height = h;
-    }
-    const g = o.getContext("2d");
-    g.clearRect(0, 0, w, h);
-    if (!this.cursor || !this.W || !this.H) return;
-    const sx = w / this.W;
-    const sy = h / this.H;
-    const [x, y] = this.cursor;
-    const mode = this.model.get("mode");
-    const size = Math.max(0, Number(this.model.get("brush_size")) || 0);
-    g.lineWidth = Math.max(1, dpr);
-    if (mode === "brush") {
-      const r = size + 0.5;
-      g.beginPath();
-      g.ellipse((x + 0.5) * sx, (y + 0.5) * sy, r * sx, r * sy, 0, 0, 2 * Math.PI);
-      g.strokeStyle = "rgba(0,0,0,0.8)";
-      g.stroke();
-      g.beginPath();
-      g.ellipse((x + 0.5) * sx, (y + 0.5) * sy, r * sx + g.lineWidth, r * sy + g.lineWidth, 0, 0, 2 * Math.PI);
-      g.strokeStyle = "rgba(255,255,255,0.9)";
-      g.stroke();
-    } else if (mode === "patch") {
-      const b = squareBounds(x, y, size, this.W, this.H);
-      if (!b) return;
-      const [x0, y0, x1, y1] = b;
-      g.fillStyle = "rgba(128,128,128,0.55)";
-      g.fillRect(x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy);
-      g.strokeStyle = "rgba(255,255,255,0.9)";
-      g.strokeRect(x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy);
-    }
-  }
-
-  readoutAt(x, y) {
-    let text = `x ${x}, y ${y}`;
-    if (this.heat) {
-      const v = this.heat[y * this.W + x];
-      text += this.model.get("signed") ? ` · ${v >= 0.5 ? "+" : ""}${(2 * v - 1).toFixed(3)}` : ` · ${v.toFixed(3)}`;
-    }
-    this.readout.textContent = text;
-  }
-
-  // -- pointer input -----------------------------------------------------------------------
-  pixel(e) {
-    return toPixel(e.clientX, e.clientY, this.canvas.getBoundingClientRect(), this.W, this.H);
-  }
-
-  pointerDown(e) {
-    if (!this.W || !this.H) return;
-    const mode = this.model.get("mode");
-    const p = this.pixel(e);
-    this.cursor = p;
-    if (mode === "brush") {
-      if (e.button !== 0 && e.button !== 2) return;
-      e.preventDefault();
-      const erase = e.button === 2 || e.shiftKey;
-      const r = Math.max(0, Math.floor(Number(this.model.get("brush_size")) || 0));
-      this.canvas.setPointerCapture?.(e.pointerId);
-      this.noteInput(e);
-      paintStroke(this.mask, this.W, this.H, [p], r, erase ? 0 : 255);
-      this.batcher.begin(p, r, erase);
-      this.dirty.paint = true;
-      this.schedule();
-    } else if (mode === "explain" && e.button === 0) {
-      this.down = { x: e.clientX, y: e.clientY, p };
-    }
-    this.drawOverlay();
-  }
-
-  pointerMove(e) {
-    if (!this.W || !this.H) return;
-    const p = this.pixel(e);
-    this.cursor = p;
-    this.readoutAt(p[0], p[1]);
-    const mode = this.model.get("mode");
-    if (mode === "brush" && this.batcher.active) {
-      const last = this.batcher.points[this.batcher.points.length - 1];
-      if (this.batcher.add(p)) {
-        this.noteInput(e);
-        paintStroke(this.mask, this.W, this.H, [last, p], this.batcher.size, this.batcher.erase ? 0 : 255);
-        this.dirty.paint = true;
-        this.schedule();
-      }
-    } else if (mode === "patch") {
-      const size = Math.max(1, Math.floor(Number(this.model.get("brush_size")) || 1));
-      const key = `${p[0]},${p[1]},${size}`;
-      if (key !== this.patchKey) {
-        this.patchKey = key;
-        this.noteInput(e);
-        this.patches.push({ x: p[0], y: p[1], size });
-      }
-    }
-    this.drawOverlay();
-  }
-
-  pointerUp(e) {
-    if (this.batcher.active) {
-      const p = this.W ? this.pixel(e) : null;
-      const last = this.batcher.points[this.batcher.points.length - 1];
-      if (p && this.batcher.add(p)) {
-        paintStroke(this.mask, this.W, this.H, [last, p], this.batcher.size, this.batcher.erase ? 0 : 255);
-        this.dirty.paint = true;
-        this.schedule();
-      }
-      this.noteInput(e);
-      this.batcher.end();
-      this.canvas.releasePointerCapture?.(e.pointerId);
-    }
-    if (this.down && e.type === "pointerup") {
-      const moved = Math.hypot(e.clientX - this.down.x, e.clientY - this.down.y);
-      if (moved < 4) {
-        this.noteInput(e);
-        this.send({ type: "pick", x: this.down.p[0], y: this.down.p[1] });
-      }
-    }
-    this.down = null;
-  }
-
-  pointerLeave() {
-    if (this.batcher.active) return; // captured stroke continues outside
-    this.cursor = null;
-    this.readout.textContent = "\u00a0";
-    this.leavePatch();
-    this.drawOverlay();
-  }
-
-  leavePatch() {
-    this.patches.drop();
-    this.patchKey = null;
-    if (this.patchSent) {
-      this.patchSent = false;
-      this.send({ type: "patch", x: null });
-    }
-  }
-
   destroy() {
     if (this.frameId !== null) cancelAnimationFrame(this.frameId);
     this.frameId = null;
@@ -493,10 +328,4 @@ class CanvasView {
   }
 }
 
-/** anywidget entry point. */
-export function render({ model, el }) {
-  const view = new CanvasView(model, el);
-  return () => view.destroy();
-}
-
-export default { render };
+Object.assign(CanvasView.prototype, pointerMethods);
