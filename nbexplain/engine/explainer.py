@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,13 +24,34 @@ from .perturb import occlude as occlude_masked
 from .results import explanation
 from .targets import Labels, Prediction, resolve_target, top_predictions
 
+LAYER_SIZES = 8  # input sizes whose layer lists are remembered
+
+
+def model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """Where the model's weights are (CPU for a model without any), checked against ``device``."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    found = tensor.device if tensor is not None else None
+    if device is None:
+        return found or torch.device("cpu")
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be a torch device, e.g. 'cpu' or 'cuda:0'; got {device!r}") from error
+    if found is not None and (found.type, found.index or 0) != (wanted.type, wanted.index or 0):
+        raise ValueError(
+            f"device={str(wanted)!r}, but the model's weights are on {str(found)!r}; nbexplain never "
+            f"moves your model: call model.to({str(wanted)!r}) first, or leave device= out"
+        )
+    return wanted if found is None else found
+
 
 class Explainer:
     """Explanations of ``model``'s decisions, computed with hooks that never outlive a call.
 
     ``preprocess`` turns a PIL image into a model-ready ``(C,H,W)`` tensor (needed for image
     inputs); ``labels`` names the classes; ``output`` picks the logits out of a model that
-    returns a tuple, dict or object. ``device`` defaults to the model's own.
+    returns a tuple, dict or object. ``device`` is where inputs go: the model's own by default;
+    the model is never moved (a ``device`` other than the one its weights are on is an error).
     """
 
     def __init__(
@@ -50,14 +72,9 @@ class Explainer:
         self.preprocess = preprocess
         self.labels = Labels(labels)
         self.output = check_output_spec(output)
-        if device is None:
-            param = next(model.parameters(), None)
-            self.device = param.device if param is not None else torch.device("cpu")
-        else:
-            self.device = torch.device(device)
-            model.to(self.device)
+        self.device = model_device(model, device)
         self.input_size = tuple(input_size) if input_size is not None else None
-        self._layers: list[str] | None = None
+        self._layers: dict[tuple[int, ...], list[str]] = {}  # by input size
 
     @classmethod
     def pretrained(cls, name: str = "efficientnet_lite0", device: str | None = None) -> Explainer:
@@ -80,12 +97,17 @@ class Explainer:
 
     # -- model structure ---------------------------------------------------------------------
     def layers(self) -> list[str]:
-        """Candidate layers (dotted ``named_modules()`` names), input → output."""
-        if self._layers is None:
-            example = torch.zeros((1, *(self.input_size or (3, 224, 224))), device=self.device)
+        """Candidate layers (dotted ``named_modules()`` names), input → output, at the size of the
+        last input (a 1×1 image has none; the next, larger one finds them again)."""
+        size = self.input_size or (3, 224, 224)
+        if size not in self._layers:
+            example = torch.zeros((1, *size), device=self.device)
             with preserved(self.model):
-                self._layers = candidate_layers(self.model, example)
-        return list(self._layers)
+                found = candidate_layers(self.model, example)
+            if len(self._layers) >= LAYER_SIZES:
+                self._layers.pop(next(iter(self._layers)))
+            self._layers[size] = found
+        return list(self._layers[size])
 
     def default_layer(self) -> str:
         layers = self.layers()

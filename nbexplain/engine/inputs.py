@@ -15,9 +15,17 @@ ImageLike = Any  # PIL.Image.Image | np.ndarray | torch.Tensor
 _ACCEPTED = "a PIL image, an HxWxC numpy array, or a tensor (C,H,W) / (1,C,H,W)"
 
 
+WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1}
+
+
 def as_pil(image: ImageLike, name: str = "x") -> Image.Image:
-    """An RGB PIL image from a PIL image or an HxW / HxWxC array (uint8, or float in [0, 1])."""
+    """An RGB PIL image from a PIL image or an HxW / HxWxC array (uint8, or float in [0, 1]).
+
+    16-bit and 32-bit PIL images (modes ``I;16``, ``I``, ``F``) are scaled from their full range
+    (0..65535; 0..1 for float), which ``convert("RGB")`` would clip to white or black."""
     if isinstance(image, Image.Image):
+        if image.mode in WIDE_MODES:
+            return _from_wide(image, name)
         return image.convert("RGB")
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name} must be {_ACCEPTED}; got {type(image).__name__}")
@@ -42,6 +50,21 @@ def as_pil(image: ImageLike, name: str = "x") -> Image.Image:
     else:
         raise TypeError(f"{name}: a numpy image must be uint8 or float; got dtype {array.dtype}")
     return Image.fromarray(array).convert("RGB")
+
+
+def _from_wide(image: Image.Image, name: str) -> Image.Image:
+    """A 16/32-bit gray PIL image as 8-bit RGB; values outside the mode's range are an error."""
+    top = WIDE_MODES[image.mode]
+    array = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: the {image.mode!r} image contains NaN or infinite values")
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if low < 0 or high > top:
+        raise ValueError(
+            f"{name}: a PIL image of mode {image.mode!r} must have values in [0, {top}]; got "
+            f"[{low:.6g}, {high:.6g}] — rescale it, or pass an HxW float numpy array in [0, 1]"
+        )
+    return Image.fromarray((array * (255 / top)).round().astype(np.uint8)).convert("RGB")
 
 
 def to_batch(

@@ -10,21 +10,25 @@ version counters). The module tree is then walked from the root:
   block, a conv–norm–activation group) and is one candidate, never opened;
 * a leaf reached from a stage (VGG's convolutions and ReLUs) is a candidate of its own.
 
-Candidates must return one 4-D tensor with more than one spatial position. Pooling layers only
-resample the map before them and are left out, as are identities, dropouts and modules called
-more than once. A convolution or normalization whose output feeds straight into the next
-candidate's normalization or activation is the same feature map before its activation: only
-the post-activation layer is kept.
+A module that holds layers but returns no feature map (a whole model inside a wrapper, or
+after a ``Normalize`` in a ``Sequential``) is opened too. Candidates must return one 4-D
+(N, C, H, W) tensor with more than one spatial position (``grid.py``: channels-last is not).
+Pooling layers only resample the map before them and are left out, as are identities,
+dropouts, modules called more than once, and whatever finishes before the first learned layer
+runs (input preprocessing). A convolution or normalization whose output feeds straight into
+the next candidate's normalization or activation is the same feature map before its
+activation: only the post-activation layer is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .grid import check_channels_first, layout
 from .guard import preserved
 from .hooks import HookHandles
 
@@ -168,37 +172,53 @@ def _is_stage(trace: Trace, name: str, module: nn.Module) -> bool:
     return bool(parts) and all(_is_blockish(part) for part in parts)
 
 
-def _walk(trace: Trace, name: str, module: nn.Module) -> Iterator[str]:
-    """The candidates under ``module``: blocks and leaves, stages opened."""
+def _walk(trace: Trace, name: str, module: nn.Module, example: torch.Tensor) -> Iterator[str]:
+    """The candidates under ``module``: blocks and leaves, stages opened — and so is a module
+    with layers inside that returns no feature map itself (a whole model wrapped in another
+    model or placed after a ``Normalize``), or its layers would never be offered."""
     for child_name, child in module.named_children():
         full = f"{name}.{child_name}" if name else child_name
-        if next(child.children(), None) is not None and _is_stage(trace, full, child):
-            yield from _walk(trace, full, child)
+        if next(child.children(), None) is not None and (
+            _is_stage(trace, full, child) or _is_wrapped_model(trace, full, child, example)
+        ):
+            yield from _walk(trace, full, child, example)
         else:
             yield full
+
+
+def _is_wrapped_model(trace: Trace, name: str, module: nn.Module, example: torch.Tensor) -> bool:
+    call = trace.once(name)
+    return call is not None and _weights(module) > 1 and not _spatial(call, example)
 
 
 def _is_activation(module: nn.Module) -> bool:
     return type(module).__module__.rpartition(".")[2].startswith("activation")
 
 
-def _spatial(call: Call, batch: int) -> bool:
+def _spatial(call: Call, example: torch.Tensor) -> bool:
+    """One (N, C, H, W) feature map of the batch, with more than one position."""
     out = call.output
-    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != example.shape[0]:
         return False
-    return out.shape[0] == batch and out.shape[2] * out.shape[3] > 1
+    return out.shape[2] * out.shape[3] > 1 and layout(out.shape, example.shape[-2:]) == "nchw"
 
 
 def candidate_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     """The model's meaningful layers (``named_modules()`` names), ordered input → output; the
     last one is the last spatial feature map before global pooling."""
     trace = Trace(model, lambda: model(example))
+    weighted = [call.start for name, module in trace.modules.items() if isinstance(module, _WEIGHTS)
+                for call in trace.calls[name]]
+    first_weight = min(weighted, default=0)
     units = []
-    for name in _walk(trace, "", model):
+    for name in _walk(trace, "", model, example):
         call = trace.once(name)
         module = trace.modules[name]
-        if call is not None and _spatial(call, example.shape[0]) and not isinstance(module, _SKIPPED):
-            units.append((call, name, module))
+        if call is None or not _spatial(call, example) or isinstance(module, _SKIPPED):
+            continue
+        if call.end < first_weight:
+            continue  # done before any learned layer ran: preprocessing (a Normalize), not a feature
+        units.append((call, name, module))
     units.sort(key=lambda unit: unit[0].end)
     chosen = []
     for index, (call, name, module) in enumerate(units):
@@ -214,12 +234,13 @@ def candidate_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     return [name for _, name in chosen]
 
 
-def spatial(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Row 0 of a captured ``(N, K, h, w)`` layer output, as contiguous float32; a clear error
-    otherwise."""
+def spatial(name: str, tensor: torch.Tensor, image: Sequence[int]) -> torch.Tensor:
+    """Row 0 of a captured ``(N, K, h, w)`` layer output of an input whose spatial size is
+    ``image``, as contiguous float32; a clear error otherwise."""
     if tensor.ndim != 4:
         raise ValueError(
             f"layer {name!r} outputs shape {tuple(tensor.shape)}; this method needs a spatial "
             "(N, C, H, W) output — pick a convolutional layer (see Explainer.layers())"
         )
+    check_channels_first(name, tensor.shape, image)
     return tensor[0].detach().float().contiguous()

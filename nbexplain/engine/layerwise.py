@@ -249,9 +249,10 @@ class LayerSession:
         grads = self._gradients_for(index)
         ctx = self._context(index)
         score = ctx.score
+        image = self.x.shape[-2:]
         with torch.no_grad():
             attributions = {
-                name: combine(spatial(name, out), grad[0].float().contiguous(), **bound)
+                name: combine(spatial(name, out, image), grad[0].float().contiguous(), **bound)
                 for name, out, grad in zip(self.layers, self._outputs, grads, strict=True)
             }
         return layer_explanations(spec, ctx, attributions, bound, index, score)

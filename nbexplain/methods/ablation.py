@@ -17,6 +17,7 @@ import torch
 
 from .. import render
 from ..engine.context import Context
+from ..engine.grid import check_channels_first
 from ..engine.hooks import HookHandles, capture, find_module
 from ..engine.outputs import select_logits
 from ..engine.registry import Param, register
@@ -69,6 +70,7 @@ def ablation(ctx: Context, top: int) -> torch.Tensor:
             logits = ctx.logits(ctx.x)
         ctx.observe_clean(logits[0])
         activation = captured[ctx.layer]
+        check_channels_first(ctx.layer, activation.shape, ctx.x.shape[-2:])
         ctx.state[_ACTIVATION] = activation[0].float().cpu()
         count, score = activation.shape[1], ctx.score
         if _expansion_works(ctx, score):

@@ -65,7 +65,7 @@ def layer_maps(ctx: Context, layers: list[str], combine: Combine, **params) -> d
     captured, gradients = ctx.layer_pass(layers)
     maps = {}
     for name in layers:
-        activation = spatial(name, captured[name])
+        activation = spatial(name, captured[name], ctx.x.shape[-2:])
         maps[name] = combine(activation, gradients.pop(name)[0].float().contiguous(), **params)
         captured.calls[name].clear()
     return maps
@@ -117,7 +117,7 @@ def linear_head(ctx: Context, activation: torch.Tensor) -> nn.Linear | None:
 def cam(ctx: Context) -> torch.Tensor:
     """Σ_k w_target,k A_k; only where the logits are a linear map of the layer's spatial mean."""
     captured, _ = ctx.layer_pass([ctx.layer], grads=False)
-    activation = spatial(ctx.layer, captured[ctx.layer])
+    activation = spatial(ctx.layer, captured[ctx.layer], ctx.x.shape[-2:])
     head = linear_head(ctx, activation)
     if head is None:
         raise ValueError(
@@ -139,7 +139,7 @@ def scorecam(ctx: Context, batch_size: int) -> torch.Tensor:
     """ReLU(Σ_k softmax_k(s) A_k), s_k the target logit of x ⊙ norm(upsample(A_k)) — as
     pytorch-grad-cam's ScoreCAM: bilinear (align_corners) upsampling, per-channel min-max."""
     captured, _ = ctx.layer_pass([ctx.layer], grads=False)
-    activation = spatial(ctx.layer, captured[ctx.layer])
+    activation = spatial(ctx.layer, captured[ctx.layer], ctx.x.shape[-2:])
     x, target = ctx.x, ctx.target
     channels = activation.shape[0]
     scores = torch.empty(channels, dtype=torch.float32)

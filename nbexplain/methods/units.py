@@ -35,7 +35,7 @@ def activations_layerwise(ctx: Context, layers: list[str], channel: int) -> dict
     captured, _ = ctx.layer_pass(layers, grads=False)
     maps = {}
     for name in layers:
-        maps[name] = spatial(name, captured[name])
+        maps[name] = spatial(name, captured[name], ctx.x.shape[-2:])
         _check_channel(channel, maps[name].shape[0], name)
     return maps
 

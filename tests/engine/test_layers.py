@@ -296,3 +296,72 @@ def test_stages_held_in_a_module_list():
             return self.fc(self.extra[0](x).mean((2, 3)))
 
     assert check(Net().eval(), 8, state=True) == ["stages.0", "stages.1", "extra.0"]
+
+
+# -- models inside models -----------------------------------------------------------------------
+class Normalize(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class Wrapper(nn.Module):
+    """A model whose forward calls an inner model (a fine-tuning wrapper, a Lightning module)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.net = inner
+
+    def forward(self, x):
+        return self.net(x).log_softmax(1)
+
+
+def test_a_normalize_before_the_model_is_skipped_and_the_model_opened():
+    model = nn.Sequential(Normalize(), build(lambda: tvm.resnet18(num_classes=10))).eval()
+    layers = check(model, state=True)
+    assert layers == ["1.relu", *blocks(model, tvm.resnet.BasicBlock)]
+    assert layers[1:] == [f"1.layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+
+
+def test_a_wrapper_whose_forward_calls_the_model_lists_the_inner_layers():
+    inner = build(lambda: tvm.resnet18(num_classes=10))
+    plain = check(inner)
+    assert check(Wrapper(inner).eval()) == [f"net.{name}" for name in plain]
+    assert check(Wrapper(nn.Sequential(Normalize(), inner)).eval()) == [f"net.1.{name}" for name in plain]
+
+
+def test_a_block_that_keeps_its_map_is_not_opened():
+    """Opening is only for modules that return no feature map: a residual block stays whole."""
+    model = build(lambda: tvm.resnet18(num_classes=10))
+    assert "layer1.0.conv1" not in check(Wrapper(model).eval())
+
+
+def test_layers_follow_the_input_size_after_a_tiny_image():
+    import nbexplain as nbx
+
+    model = build(lambda: tvm.resnet18(num_classes=10))
+    explainer = nbx.Explainer(model)
+    explainer.predict(torch.zeros(3, 1, 1))
+    assert explainer.layers() == []  # a 1×1 image has no spatial layer
+    explainer.predict(torch.zeros(3, 64, 64))
+    assert explainer.layers()[-1] == "layer4.1"
+    explainer.predict(torch.zeros(3, 1, 1))
+    explainer.predict(torch.zeros(3, 64, 64))
+    assert explainer.layers()[-1] == "layer4.1"
+
+
+def test_the_explainer_never_moves_the_model():
+    import nbexplain as nbx
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    with pytest.raises(ValueError, match=r"device='meta', but the model's weights are on 'cpu'.*model.to"):
+        nbx.Explainer(model, device="meta")
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert nbx.Explainer(model, device="cpu").device == torch.device("cpu")
+    assert nbx.Explainer(nn.ReLU(), device="meta").device == torch.device("meta")  # no weights to move
+    with pytest.raises(ValueError, match=r"device must be a torch device, e\.g\."):
+        nbx.Explainer(model, device="gpu please")
