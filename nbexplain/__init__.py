@@ -4,10 +4,10 @@ from . import methods as _methods  # noqa: F401  (registers the methods)
 from . import render, samples
 from .engine.context import Cancelled
 from .engine.explainer import Explainer
+from .engine.explanation import Explanation
 from .engine.registry import Param, methods
 from .engine.registry import get as method_info
 from .engine.targets import Prediction
-from .explanation import Explanation
 
 __all__ = [
     "Cancelled",

@@ -90,8 +90,15 @@ def colorize(map01, cmap: str = "jet") -> np.ndarray:
     return lut(cmap)[index]
 
 
-def overlay(image, map01, cmap: str = "jet", alpha: float = 0.5) -> Image.Image:
-    """``map01`` colorized and blended over ``image`` (resized to the image if needed)."""
+def signed_weight(map01) -> np.ndarray:
+    """How opaque a signed map is at each pixel: 0 where the value is zero (the photo shows
+    through, not a white wash), 1 at the scale's ends; the square root keeps weak values seen."""
+    return np.sqrt(np.abs(2 * _as_numpy(map01) - 1))
+
+
+def overlay(image, map01, cmap: str = "jet", alpha: float = 0.5, signed: bool = False) -> Image.Image:
+    """``map01`` colorized and blended over ``image`` (resized to the image if needed); a
+    ``signed`` map is blended in proportion to its magnitude (``signed_weight``)."""
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
     base = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
@@ -99,4 +106,75 @@ def overlay(image, map01, cmap: str = "jet", alpha: float = 0.5) -> Image.Image:
     heat = Image.fromarray(colorize(map01, cmap))
     if heat.size != base.size:
         heat = heat.resize(base.size, Image.BILINEAR)
-    return Image.blend(base, heat, alpha)
+    if not signed:
+        return Image.blend(base, heat, alpha)
+    weight = np.asarray(Image.fromarray(signed_weight(map01)).resize(base.size, Image.BILINEAR))
+    weight = (alpha * np.clip(weight, 0, 1))[..., None]
+    mixed = np.asarray(base, np.float32) * (1 - weight) + np.asarray(heat, np.float32) * weight
+    return Image.fromarray((mixed + 0.5).astype(np.uint8))
+
+
+def figure(picture: Image.Image, cmap: str, scale: tuple[float, float], caption: str,
+           signed: bool = False) -> Image.Image:
+    """``picture`` with ``caption`` above it and a vertical colour bar at its right whose ticks
+    give the raw values at the ends (and zero, for a signed scale)."""
+    from PIL import ImageDraw
+
+    font, caption = _font(caption)
+    width, height = picture.size
+    bar, gap, labels = 12, 6, 64
+    lines = _wrap(caption, font, width + gap + bar + labels - 8)
+    top = 6 + 15 * len(lines)
+    out = Image.new("RGB", (width + gap + bar + labels, height + top + 6), "white")
+    draw = ImageDraw.Draw(out)
+    for row, line in enumerate(lines):
+        draw.text((4, 4 + 15 * row), line, fill=(20, 20, 20), font=font)
+    out.paste(picture, (0, top))
+    ramp = np.linspace(1, 0, height, dtype=np.float32)[:, None].repeat(bar, 1)
+    out.paste(Image.fromarray(colorize(ramp, cmap)), (width + gap, top))
+    low, high = scale
+    ticks = [(0, high), (height - 1, low)] + ([(height // 2, 0.0)] if signed else [])
+    for y, value in ticks:
+        draw.line([(width + gap + bar, top + y), (width + gap + bar + 2, top + y)], fill=(20, 20, 20))
+        text_y = min(max(top + y - 7, top), top + height - 14)
+        draw.text((width + gap + bar + 6, text_y), f"{value:.3g}", fill=(20, 20, 20), font=font)
+    return out
+
+
+_ASCII = str.maketrans({"−": "-", "×": "x", "∂": "d", "–": "-", "—": "-"})
+
+
+def _font(text: str):
+    """DejaVu Sans where the system has it (it draws −, ∂, ×); else Pillow's own font, with
+    the text in the characters that font has."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", 12), text
+    except OSError:
+        return ImageFont.load_default(size=12), text.translate(_ASCII)
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` pixels: at its `` · `` separators
+    where a part fits, else at spaces."""
+    lines, line = [], ""
+    for part in text.split(" · "):
+        trial = f"{line} · {part}" if line else part
+        if not line or font.getlength(trial) <= width:
+            line = trial
+            continue
+        lines.append(line)
+        line = part
+    wrapped = []
+    for piece in [*lines, line]:
+        current = ""
+        for word in piece.split(" "):
+            trial = f"{current} {word}".strip()
+            if current and font.getlength(trial) > width:
+                wrapped.append(current)
+                current = word
+            else:
+                current = trial
+        wrapped.append(current)
+    return wrapped

@@ -145,7 +145,11 @@ def test_explanation_pictures(explanations, method):
     assert result.heatmap("viridis").tobytes() != heat.tobytes()
     png = result._repr_png_()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    assert Image.open(io.BytesIO(png)).convert("RGB").tobytes() == overlay.tobytes()
+    shown = Image.open(io.BytesIO(png)).convert("RGB")
+    assert shown.tobytes() == result.figure().tobytes()
+    assert shown.width > overlay.width and shown.height > overlay.height  # room for caption and colour bar
+    top = shown.height - overlay.height - 6
+    assert shown.crop((0, top, 20, top + 24)).tobytes() == overlay.tobytes()  # the overlay, as it is
     text = repr(result)
     assert f"method={method!r}" in text and "target=2" in text and "(3, 24, 20)" in text
 
@@ -162,3 +166,32 @@ def test_unsigned_map_peaks_at_one_signed_map_centres_zero(explanations):
 def test_explanation_is_frozen(explanations):
     with pytest.raises(AttributeError):
         explanations["saliency"].target = 3
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradient"])
+def test_explanation_caption_and_scale_say_what_the_colours_mean(explanations, method):
+    result = explanations[method]
+    low, high = result.scale
+    values = result.values
+    assert values.values.shape == (24, 20) and values.unit == nbx.method_info(method).unit != ""
+    if result.signed:
+        assert low == -high < 0  # symmetric: white is zero
+        raw = result.attribution.sum(0).numpy()
+    else:
+        assert low == 0 < high
+        raw = result.attribution.abs().amax(0).numpy()
+    np.testing.assert_allclose(values.values, raw)
+    np.testing.assert_allclose(result.map, np.clip((raw - low) / (high - low), 0, 1), atol=1e-6)
+    caption = result.caption
+    assert caption.startswith(f"{method} · class 2 ")
+    assert ("signed: red +, blue −" in caption) == result.signed and f"{high:.3g}" in caption
+
+
+def test_a_signed_overlay_shows_the_photo_where_the_value_is_zero():
+    photo = np.full((4, 4, 3), 40, np.uint8)
+    map01 = np.full((4, 4), 0.5, np.float32)
+    map01[0, 0] = 1.0  # the scale's top: full colour
+    out = np.asarray(render.overlay(photo, map01, "bwr", alpha=0.8, signed=True))
+    assert (out[1:, 1:] == 40).all()  # zero: the photo, not a white wash
+    red = render.lut("bwr")[255].astype(np.float32)
+    np.testing.assert_allclose(out[0, 0], 0.2 * 40 + 0.8 * red, atol=1)

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ..checks import check_count
-from ..explanation import Explanation
 from . import layerwise, registry
 from .context import Context, Progress
 from .display import to_display
+from .explanation import Explanation
 from .guard import preserved
 from .hooks import find_module
 from .inputs import ImageLike, to_batch

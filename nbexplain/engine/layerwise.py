@@ -21,9 +21,9 @@ from typing import Any, Protocol
 import torch
 
 from ..checks import check_count
-from ..explanation import Explanation
 from . import registry
 from .context import Context, Progress
+from .explanation import Explanation
 from .guard import preserved
 from .hooks import capture, find_modules
 from .layers import spatial

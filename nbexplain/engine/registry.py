@@ -71,11 +71,14 @@ class Method:
     """A registered explanation method.
 
     ``fn(ctx, **params)`` returns the raw attribution; ``to_map(attribution, ctx, params)``
-    turns it into a display map (defaults by ``space`` live in ``engine/results.py``).
+    turns it into ``MapValues``, the 2-D values a map shows and its colour scale (defaults by
+    ``space`` live in ``engine/results.py``); ``unit`` says what a value is, for colour bars.
     ``layerwise`` (optional) computes many layers from one pass, for ``explain_layers``;
     ``combine(activation, gradient, **params)`` (optional) makes one layer's map from its kept
     output and gradient, so a ``LayerSession`` answers it with no new pass. ``picker=False``:
     a method shown in a panel of its own (filters), not offered in a widget's method picker.
+    ``last_layer_only``: it applies at the last feature map only (CAM needs the map that the
+    head pools), so a widget pins the layer there instead of offering every layer.
     """
 
     name: str
@@ -85,10 +88,12 @@ class Method:
     summary: str
     params: tuple[Param, ...] = ()
     signed: bool = False
-    to_map: Callable[..., torch.Tensor] | None = None
+    to_map: Callable[..., Any] | None = None
+    unit: str = ""
     layerwise: Callable[..., dict[str, torch.Tensor]] | None = None
     combine: Callable[..., torch.Tensor] | None = None
     picker: bool = True
+    last_layer_only: bool = False
 
     @property
     def needs_layer(self) -> bool:
@@ -140,10 +145,12 @@ def register(
     summary: str,
     params: tuple[Param, ...] = (),
     signed: bool = False,
-    to_map: Callable[..., torch.Tensor] | None = None,
+    to_map: Callable[..., Any] | None = None,
+    unit: str = "",
     layerwise: Callable[..., dict[str, torch.Tensor]] | None = None,
     combine: Callable[..., torch.Tensor] | None = None,
     picker: bool = True,
+    last_layer_only: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator: declare ``fn`` as method ``name`` (fields as in ``Method``)."""
 
@@ -159,9 +166,11 @@ def register(
             params=params,
             signed=signed,
             to_map=to_map,
+            unit=unit,
             layerwise=layerwise,
             combine=combine,
             picker=picker,
+            last_layer_only=last_layer_only,
         )
         return fn
 

@@ -12,30 +12,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .. import render
-from ..explanation import Explanation
 from .context import Context
 from .display import to_display
+from .explanation import Explanation
+from .maps import MapValues, minmax_scale, signed_scale, unsigned_scale
 from .registry import Method
 
 
-def upsample(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A (h, w) map resized bilinearly to ``size``."""
-    if tuple(values.shape[-2:]) == tuple(size):
-        return values
-    return F.interpolate(values[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-
-
-def default_map(spec: Method, attribution: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Display map for the common shapes: pixel (C,H,W) and layer (h,w) attributions."""
+def default_values(spec: Method, attribution: torch.Tensor, size: tuple[int, int]) -> MapValues:
+    """Map values for the common shapes: pixel (C,H,W) attributions (summed over colour channels
+    when signed, else the largest magnitude) and layer (h,w) attributions."""
     if spec.space == "pixel":
         if spec.signed:
-            return render.normalize_signed(attribution.sum(0), percentile=99.5)
-        return render.normalize_unsigned(attribution.abs().amax(0), percentile=99.5)
+            return signed_scale(attribution.sum(0), unit=spec.unit)
+        return unsigned_scale(attribution.abs().amax(0), unit=spec.unit)
     if attribution.ndim == 2:
-        return render.normalize_minmax(upsample(attribution, size))
+        return minmax_scale(attribution, size, unit=spec.unit)
     raise ValueError(f"method {spec.name!r} needs a to_map for attribution shape {tuple(attribution.shape)}")
 
 
@@ -52,12 +45,13 @@ def explanation(
     """``image``: the display picture of ``ctx.x`` when already made (shared by many results)."""
     attribution = attribution.detach().float().cpu()
     if spec.to_map is not None:
-        map01 = np.asarray(spec.to_map(attribution, ctx, params), dtype=np.float32)
+        values = spec.to_map(attribution, ctx, params)
+        values = values if values.unit else values.with_unit(spec.unit)
     else:  # needs only the attribution: made when first read
-        map01 = functools.partial(default_map, spec, attribution, tuple(ctx.x.shape[-2:]))
+        values = functools.partial(default_values, spec, attribution, tuple(ctx.x.shape[-2:]))
     return Explanation(
         attribution=attribution,
-        map_source=map01,
+        values_source=values,
         target=target,
         label=ctx.labels.name(target) if ctx.labels is not None else str(target),
         score=score,

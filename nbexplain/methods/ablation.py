@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 
-from .. import render
 from ..engine.context import Context
 from ..engine.grid import check_channels_first
 from ..engine.hooks import HookHandles, capture, find_module
+from ..engine.maps import MapValues, minmax_scale
 from ..engine.outputs import select_logits
 from ..engine.registry import Param, register
-from ..engine.results import upsample
 
 _ACTIVATION = "ablation.activation"
 
@@ -57,7 +55,7 @@ def _scores(ctx: Context, channels: torch.Tensor, expand: bool) -> torch.Tensor:
 
 
 @register(
-    "ablation", family="perturbation", space="unit",
+    "ablation", family="perturbation", space="unit", unit="activation × logit drop",
     summary="Drop of the target logit when each channel of the layer is zeroed (Zhou et al. 2018); "
             "the map combines the activations of the most important channels.",
     params=(Param("top", int, 5, "how many of the most important channels the map combines",
@@ -97,9 +95,9 @@ def _expansion_works(ctx: Context, score: float) -> bool:
     return abs(float(scores[0]) - score) <= 1e-4 * max(1.0, abs(score))
 
 
-def ablation_map(attribution: torch.Tensor, ctx: Context, top: int) -> np.ndarray:
+def ablation_map(attribution: torch.Tensor, ctx: Context, top: int) -> MapValues:
     """The clean activations of the ``top`` channels with the largest drops, weighted by their
-    (positive) drops, upsampled to the input and min-max normalized."""
+    (positive) drops; scaled min to max as shown at the input's size."""
     activation = ctx.state[_ACTIVATION]
     if activation.ndim != 3:
         raise ValueError(
@@ -108,4 +106,4 @@ def ablation_map(attribution: torch.Tensor, ctx: Context, top: int) -> np.ndarra
         )
     drops, channels = attribution.topk(min(top, attribution.numel()))
     combined = (drops.clamp(min=0).view(-1, 1, 1) * activation[channels]).sum(0)
-    return render.normalize_minmax(upsample(combined, tuple(ctx.x.shape[-2:])))
+    return minmax_scale(combined, tuple(ctx.x.shape[-2:]))

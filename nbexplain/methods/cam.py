@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import render
 from ..engine.context import Context
 from ..engine.layers import spatial
+from ..engine.maps import MapValues, signed_scale
 from ..engine.rectifiers import RectifierRule
 from ..engine.registry import Param, register
 
@@ -71,7 +71,7 @@ def layer_maps(ctx: Context, layers: list[str], combine: Combine, **params) -> d
     return maps
 
 
-def register_gradient_cam(name: str, combine: Combine, summary: str) -> None:
+def register_gradient_cam(name: str, combine: Combine, summary: str, unit: str) -> None:
     """Register ``combine`` as a layer method with its single-layer and all-layers forms."""
 
     def fn(ctx: Context) -> torch.Tensor:
@@ -82,15 +82,17 @@ def register_gradient_cam(name: str, combine: Combine, summary: str) -> None:
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = combine.__doc__
-    register(name, family=FAMILY, space="layer", summary=summary, layerwise=layerwise, combine=combine)(fn)
+    register(name, family=FAMILY, space="layer", summary=summary, layerwise=layerwise, combine=combine,
+             unit=unit)(fn)
 
 
-register_gradient_cam("gradcam", gradcam_map,
-                      "ReLU of activations weighted by their mean gradient (Selvaraju et al. 2017).")
-register_gradient_cam("gradcampp", gradcampp_map,
-                      "Grad-CAM++: positive gradients weighted per pixel (Chattopadhyay et al. 2018).")
-register_gradient_cam("layercam", layercam_map,
-                      "Positive gradients times activations, per position (Jiang et al. 2021).")
+register_gradient_cam("gradcam", gradcam_map, unit="Grad-CAM",
+                      summary="ReLU of activations weighted by their mean gradient (Selvaraju et al. 2017).")
+register_gradient_cam("gradcampp", gradcampp_map, unit="Grad-CAM++",
+                      summary="Grad-CAM++: positive gradients weighted per pixel "
+                              "(Chattopadhyay et al. 2018).")
+register_gradient_cam("layercam", layercam_map, unit="Layer-CAM",
+                      summary="Positive gradients times activations, per position (Jiang et al. 2021).")
 
 
 # -- CAM: needs a global-average-pool + linear head --------------------------------------------
@@ -112,7 +114,7 @@ def linear_head(ctx: Context, activation: torch.Tensor) -> nn.Linear | None:
     return None
 
 
-@register("cam", family=FAMILY, space="layer",
+@register("cam", family=FAMILY, space="layer", last_layer_only=True, unit="CAM (logit units)",
           summary="Class activation map: the head's weights over the last feature maps (Zhou et al. 2016).")
 def cam(ctx: Context) -> torch.Tensor:
     """Σ_k w_target,k A_k; only where the logits are a linear map of the layer's spatial mean."""
@@ -131,7 +133,7 @@ def cam(ctx: Context) -> torch.Tensor:
 
 # -- Score-CAM ---------------------------------------------------------------------------------
 @register(
-    "scorecam", family=FAMILY, space="layer",
+    "scorecam", family=FAMILY, space="layer", unit="Score-CAM",
     summary="Channels weighted by the target score of the input masked by each (Wang et al. 2020).",
     params=(Param("batch_size", int, 32, "masked inputs per forward pass", range=(1, 4096)),),
 )
@@ -159,8 +161,8 @@ def scorecam(ctx: Context, batch_size: int) -> torch.Tensor:
 
 
 # -- Guided Grad-CAM: pixel detail × layer localization -----------------------------------------
-def guided_gradcam_map(attribution: torch.Tensor, ctx: Context, params: dict) -> torch.Tensor:
-    return render.normalize_signed(attribution.sum(0), percentile=99.5)
+def guided_gradcam_map(attribution: torch.Tensor, ctx: Context, params: dict) -> MapValues:
+    return signed_scale(attribution.sum(0))
 
 
 def guided_times(guided: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
@@ -183,6 +185,7 @@ def guided_gradcam_layerwise(ctx: Context, layers: list[str]) -> dict[str, torch
 
 
 @register("guided_gradcam", family=FAMILY, space="layer", signed=True, to_map=guided_gradcam_map,
+          unit="guided gradient × Grad-CAM",
           layerwise=guided_gradcam_layerwise,
           summary="Guided backprop times the upsampled Grad-CAM (Selvaraju et al. 2017); pixel detail.")
 def guided_gradcam(ctx: Context) -> torch.Tensor:

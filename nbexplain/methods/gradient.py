@@ -12,26 +12,26 @@ from ..engine.registry import Param, register
 GRADIENT = "gradient"
 
 
-@register("gradient", family=GRADIENT, space="pixel", signed=True,
+@register("gradient", family=GRADIENT, space="pixel", signed=True, unit="∂logit/∂x",
           summary="∂y/∂x: how each input value moves the target logit.")
 def gradient(ctx: Context) -> torch.Tensor:
     return ctx.input_gradients(ctx.x, clean_row=0)[0]
 
 
-@register("saliency", family=GRADIENT, space="pixel",
+@register("saliency", family=GRADIENT, space="pixel", unit="|∂logit/∂x|",
           summary="|∂y/∂x| (Simonyan et al. 2014); the map is the max over colour channels.")
 def saliency(ctx: Context) -> torch.Tensor:
     return ctx.input_gradients(ctx.x, clean_row=0)[0].abs()
 
 
-@register("input_x_gradient", family=GRADIENT, space="pixel", signed=True,
+@register("input_x_gradient", family=GRADIENT, space="pixel", signed=True, unit="x·∂logit/∂x",
           summary="x · ∂y/∂x (Shrikumar et al. 2016).")
 def input_x_gradient(ctx: Context) -> torch.Tensor:
     return (ctx.x * ctx.input_gradients(ctx.x, clean_row=0))[0]
 
 
 @register(
-    "smoothgrad", family=GRADIENT, space="pixel", signed=True,
+    "smoothgrad", family=GRADIENT, space="pixel", signed=True, unit="mean ∂logit/∂x",
     summary="Gradients averaged over noisy copies of the input (Smilkov et al. 2017).",
     params=(
         Param("samples", int, 25, "noisy copies (computed in batches)", range=(1, 1024)),
@@ -86,7 +86,7 @@ def ig_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register(
-    "integrated_gradients", family=GRADIENT, space="pixel", signed=True,
+    "integrated_gradients", family=GRADIENT, space="pixel", signed=True, unit="logit share",
     summary="Path integral of gradients from a baseline (Sundararajan et al. 2017).",
     params=(
         Param("steps", int, 32, "points on the path (computed in batches); ReLU nets need many for the "

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import montage, render
+from .. import montage
 from ..engine.context import Context
 from ..engine.hooks import find_module
 from ..engine.layers import Trace, spatial
+from ..engine.maps import MapValues, minmax_scale
 from ..engine.registry import Param, register
-from ..engine.results import upsample
 
 FAMILY = "units"
 
@@ -40,15 +40,15 @@ def activations_layerwise(ctx: Context, layers: list[str], channel: int) -> dict
     return maps
 
 
-def activations_map(attribution: torch.Tensor, ctx: Context, params: dict) -> np.ndarray:
-    """The chosen channel (or the channel mean), upsampled to the input, min–max to [0, 1]."""
+def activations_map(attribution: torch.Tensor, ctx: Context, params: dict) -> MapValues:
+    """The chosen channel (or the channel mean), scaled min to max as shown at the input's size."""
     channel = params["channel"]
     values = attribution.mean(0) if channel == -1 else attribution[channel]
-    return render.normalize_minmax(upsample(values, tuple(ctx.x.shape[-2:])))
+    return minmax_scale(values, tuple(ctx.x.shape[-2:]))
 
 
 @register(
-    "activations", family=FAMILY, space="layer",
+    "activations", family=FAMILY, space="layer", unit="activation",
     summary="The layer's feature maps: one channel, or the mean over channels.",
     params=(Param("channel", int, -1, "feature map shown; -1: the mean over channels", range=(-1, None)),),
     to_map=activations_map,
@@ -87,16 +87,17 @@ def conv_layer(trace: Trace, layer: str) -> str:
     )
 
 
-def filters_map(attribution: torch.Tensor, ctx: Context, params: dict) -> np.ndarray:
-    """The filter montage in gray, fitted into the input's size."""
+def filters_map(attribution: torch.Tensor, ctx: Context, params: dict) -> MapValues:
+    """The filter montage in gray (0: the most negative weight, 1: the most positive), fitted
+    into the input's size."""
     channel = params["input_channel"]
     picture = montage.filter_montage(attribution, input_channel=None if channel == -1 else channel)
     gray = picture.mean(2, dtype=np.float32) / 255
-    return montage.fit(gray, tuple(ctx.x.shape[-2:]), background=1.0)
+    return MapValues(montage.fit(gray, tuple(ctx.x.shape[-2:]), background=1.0), 0.0, 1.0)
 
 
 @register(
-    "filters", family=FAMILY, space="layer",
+    "filters", family=FAMILY, space="layer", unit="filter weight, gray",
     summary="A convolution's filters (weights); a block shows its first conv, a norm or "
             "activation the conv before it (Explanation.layer names the conv shown).",
     params=(Param("input_channel", int, -1, "input channel drawn in gray; -1: RGB for filters that "

@@ -12,7 +12,7 @@ from torch import nn
 import nbexplain as nbx
 from nbexplain import render
 from nbexplain.engine.context import Cancelled, Context
-from nbexplain.engine.results import upsample
+from nbexplain.engine.maps import upsample
 from tests.untouched import ModelState
 
 WIRED = 3

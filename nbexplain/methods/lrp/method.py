@@ -25,7 +25,7 @@ def box_bounds(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @register(
-    "lrp", family="relevance", space="pixel", signed=True,
+    "lrp", family="relevance", space="pixel", signed=True, unit="relevance",
     summary="Layer-wise relevance propagation (Bach et al. 2015): the target logit handed back layer "
             "by layer to the pixels, with a composite of rules (biases absorb some).",
     params=(

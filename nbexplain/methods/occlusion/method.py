@@ -79,7 +79,7 @@ def occlusion_map(
 
 
 @register(
-    "occlusion", family="perturbation", space="pixel", signed=True,
+    "occlusion", family="perturbation", space="pixel", signed=True, unit="logit drop when hidden",
     summary="Logit drop when a sliding window is replaced by a baseline (Zeiler & Fergus 2014); "
             "coarse map first, then refined.",
     params=(
