@@ -6,7 +6,7 @@ it, so opacity and colormap changes never round-trip to the kernel. Brush stroke
 occluder come back as custom messages, coalesced by the browser to at most one per animation
 frame (trait updates would be dropped while the kernel is busy). The browser paints strokes at
 once; this class applies the same integer rasterization to its own copy of the mask
-(see ``js/src/raster.js``), so both agree pixel for pixel.
+(see ``js/src/lib/raster.js``), so both agree pixel for pixel.
 
 The front-end source lives in ``js/src/`` and ships bundled as ``nbexplain/static/canvas.js``.
 """
@@ -28,14 +28,14 @@ import traitlets as t
 from .. import render
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
-MODES = ("explain", "brush", "patch")
+MODES = ("explain", "brush", "patch")  # the canvas modes (also the Explorer's mode values)
 
 
 def _luts() -> dict[str, list[int]]:
     return {name: render.lut(name).reshape(-1).tolist() for name in render.colormaps()}
 
 
-# -- rasterization shared with the browser (js/src/raster.js) ---------------------------------
+# -- rasterization shared with the browser (js/src/lib/raster.js) ---------------------------------
 def bresenham(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
     """Pixels of the Bresenham line from (x0, y0) to (x1, y1), both ends included."""
     points = []

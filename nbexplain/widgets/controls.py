@@ -1,32 +1,36 @@
-"""The Explorer's ipywidgets controls, built from the method registry.
+"""The widgets' ipywidgets controls, built from the method registry.
 
-Each control writes through ``owner.from_control(name, value)``, which validates and sets the
-owner's state (an invalid value is shown inside the widget, not raised); ``Controls.sync(name)``
-writes the owner's state back into the control without echoing it.
+A control's change goes to ``owner.from_control(name, value)``, which checks and sets the
+owner's state (an invalid value is shown inside the widget, not raised); the owner's reactions
+(``state.py``) write the state back into the controls, where its echo changes nothing.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import ipywidgets as W
 
 from .. import render
 from ..engine import registry
+from .arguments import shown_methods
+from .canvas import MODES
+from .state import Options
 
 AUTO_TARGET = -1  # the class picker's value for "the top-1 class" (target=None)
 AUTO_CMAP = "auto"  # the colormap picker's value for cmap=None
-MODES = ("explain", "brush", "patch")
 WIDE = {"description_width": "initial"}
 
 
-def shown_methods() -> list[str]:
-    """The methods a widget can show: those that give a map over the image."""
-    return [m.name for m in registry.all_methods() if m.shows_a_map]
+def cmap_option(cmap: str | None) -> str:
+    """The colormap picker's (and the canvas's) value for ``cmap``."""
+    return AUTO_CMAP if cmap is None else cmap
+
+
+def cmap_value(option: str) -> str | None:
+    return None if option == AUTO_CMAP else option
 
 
 def method_options(names: Iterable[str]) -> list[tuple[str, str]]:
@@ -74,7 +78,7 @@ class TargetPicker:
     def __init__(self, labels: Any, on_pick: Callable[[Any], None]):
         self.labels = labels
         self.on_pick = on_pick
-        self._quiet = threading.local()
+        self.options = Options()
         self.dropdown = W.Dropdown(description="class", options=[("top-1 (auto)", AUTO_TARGET)], style=WIDE)
         names = labels.names()
         self.search = W.Combobox(
@@ -86,27 +90,25 @@ class TargetPicker:
         self.search.observe(self._on_search, names="value")
 
     def _on_dropdown(self, change: dict) -> None:
-        if not getattr(self._quiet, "on", False):
+        if not self.options.replacing:
             self.on_pick(None if change["new"] == AUTO_TARGET else change["new"])
 
     def _on_search(self, change: dict) -> None:
-        if not getattr(self._quiet, "on", False) and change["new"]:
+        if change["new"]:
             self.on_pick(change["new"])
 
     def show(self, target: int | None, predictions: Sequence[Any] | None) -> None:
-        """Show ``target`` among the top-k ``predictions`` (without calling ``on_pick``)."""
+        """Show ``target`` among the top-k ``predictions`` (its echo through ``on_pick`` is the
+        owner's current target, which changes nothing)."""
         options = [("top-1 (auto)", AUTO_TARGET)]
         options += [(f"{p.label} — {100 * p.prob:.1f}%", p.index) for p in predictions or []]
         if target is not None and target not in [value for _, value in options]:
             options.append((self.labels.name(target), target))
-        self._quiet.on = True
-        try:
-            if list(self.dropdown.options) != options:
+        if list(self.dropdown.options) != options:
+            with self.options.replace():
                 self.dropdown.options = options
-            self.dropdown.value = AUTO_TARGET if target is None else target
-            self.search.value = "" if target is None else self.labels.name(target)
-        finally:
-            self._quiet.on = False
+        self.dropdown.value = AUTO_TARGET if target is None else target
+        self.search.value = "" if target is None else self.labels.name(target)
 
     def widgets(self) -> list[W.Widget]:
         return [self.dropdown, self.search, self.box]
@@ -119,21 +121,12 @@ def layer_slider(layers: Sequence[str]) -> W.SelectionSlider:
     )
 
 
-def show_layer(slider: W.SelectionSlider, layer: str | None) -> None:
-    """Put ``layer`` on the slider (a module outside the candidate layers is appended)."""
-    if layer is None:
-        return
-    if layer not in slider.options:
-        slider.options = [*slider.options, layer]
-    slider.value = layer
-
-
 class Controls:
-    """The control widgets of one explorer; ``owner`` is the Explorer (duck-typed)."""
+    """The control widgets of one explorer; ``owner`` is the Explorer (duck-typed). The simple
+    ones are bound to the owner's fields by its reactions; ``show_*`` show the others."""
 
     def __init__(self, owner: Any):
         self.owner = owner
-        self._quiet = threading.local()
         ex = owner.explainer
         self.method = W.Dropdown(description="method", options=method_options(shown_methods()), style=WIDE)
         self.layer = layer_slider(ex.layers())
@@ -159,75 +152,35 @@ class Controls:
         self.position = W.Label()
         self.navigation = W.HBox([self.previous, self.position, self.next])
 
-        for name in ("method", "layer", "opacity", "cmap", "mode", "brush_size", "baseline"):
-            getattr(self, name).observe(self._forward(name), names="value")
-        self.clear.on_click(lambda _: self.owner.from_control("mask", None))
-        self.occlusion.on_click(lambda _: self.owner.from_control("method", "occlusion"))
-        self.stop.on_click(lambda _: self.owner.stop())
-        self.previous.on_click(lambda _: self.owner.from_control("index", self.owner.index - 1))
-        self.next.on_click(lambda _: self.owner.from_control("index", self.owner.index + 1))
-        for name in ("method", "layer", "target", "params", "opacity", "cmap", "mode", "brush_size",
-                     "baseline", "index"):
-            self.sync(name)
-
-    # -- control → owner ---------------------------------------------------------------------
-    def _forward(self, name: str) -> Callable[[dict], None]:
-        def handler(change: dict) -> None:
-            if not self.quiet:
-                value = change["new"]
-                if name == "cmap" and value == AUTO_CMAP:
-                    value = None
-                self.owner.from_control(name, value)
-
-        return handler
+        self.clear.on_click(lambda _: owner.from_control("mask", None))
+        self.occlusion.on_click(lambda _: owner.from_control("method", "occlusion"))
+        self.stop.on_click(lambda _: owner.stop())
+        self.previous.on_click(lambda _: owner.from_control("index", owner.index - 1))
+        self.next.on_click(lambda _: owner.from_control("index", owner.index + 1))
 
     def _on_param(self, name: str) -> Callable[[dict], None]:
         def handler(change: dict) -> None:
-            if not self.quiet:
-                self.owner.from_control("params", {**self.owner.params, name: change["new"]})
+            self.owner.from_control("params", {**self.owner.params, name: change["new"]})
 
         return handler
 
     # -- owner → control ---------------------------------------------------------------------
-    @property
-    def quiet(self) -> bool:
-        return getattr(self._quiet, "depth", 0) > 0
+    def show_method(self) -> None:
+        """The layer slider only means something for a layer method."""
+        self.layer.disabled = not self.owner.method_info.needs_layer or not self.owner.explainer.layers()
 
-    @contextmanager
-    def quietly(self):
-        """Set controls without their change reaching the owner (this thread only)."""
-        self._quiet.depth = getattr(self._quiet, "depth", 0) + 1
-        try:
-            yield
-        finally:
-            self._quiet.depth -= 1
+    def show_target(self) -> None:
+        self.target.show(self.owner.target, self.owner.clean_predictions)
 
-    def sync(self, name: str) -> None:
-        """Show the owner's current ``name`` in its control."""
-        owner = self.owner
-        with self.quietly():
-            if name == "method":
-                self.method.value = owner.method
-                self.layer.disabled = not owner.method_info.needs_layer or not owner.explainer.layers()
-                self.sync("params")
-            elif name == "layer":
-                show_layer(self.layer, owner.layer)
-            elif name == "target":
-                self.target.show(owner.target, owner.clean_predictions)
-            elif name == "params":
-                self._sync_params()
-            elif name == "cmap":
-                self.cmap.value = owner.cmap or AUTO_CMAP
-            elif name == "index":
-                count = len(owner.images)
-                self.navigation.layout.display = "" if count > 1 else "none"
-                self.position.value = f"{owner.index + 1} / {count}"
-                self.previous.disabled = owner.index == 0
-                self.next.disabled = owner.index >= count - 1
-            elif name in ("opacity", "mode", "brush_size", "baseline"):
-                getattr(self, name).value = getattr(owner, name)
+    def show_index(self) -> None:
+        owner, count = self.owner, len(self.owner.images)
+        self.navigation.layout.display = "" if count > 1 else "none"
+        self.position.value = f"{owner.index + 1} / {count}"
+        self.previous.disabled = owner.index == 0
+        self.next.disabled = owner.index >= count - 1
 
-    def _sync_params(self) -> None:
+    def show_params(self) -> None:
+        """The current method's parameter controls (rebuilt for a new method)."""
         spec, values = self.owner.method_info, self.owner.params
         if self._params_method == spec.name and set(self.param_widgets) == set(values):
             try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from .scheduler import CachedExplainer, Scheduler
+from .cached import CachedExplainer
+from .scheduler import Scheduler
 
 Host = TypeVar("Host", bound="WidgetHost")
 

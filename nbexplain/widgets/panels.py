@@ -1,5 +1,9 @@
 """The Explorer's side panels: predictions (HTML), feature maps and filters (ipycanvas).
 
+The predictions follow the mask (or the patch occluder) live: a cached answer is shown at once,
+anything else is computed on the worker's "predict" lane, which a long map keeps serving
+(``Scheduler.service``), and only the latest request is shown.
+
 The ipycanvas panels are drawn in Python (``montage``) and sent as RGBA image data (RGB would
 travel as lossy JPEG). They are computed on the worker thread ("panel" lane), only while open,
 by the engine's "activations" and "filters" methods through the explorer's cache.
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from ipycanvas import Canvas, hold_canvas
 
 from .. import montage, render
+from .cache import mask_digest
 
 MAX_TILES = 64
 COLUMNS = 8
@@ -44,6 +49,62 @@ def predictions_html(predictions: Sequence[Any], reference: Sequence[Any] | None
             f"background:#3b78c4'></div></div><div>{100 * p.prob:.1f}%{change}</div></div>"
         )
     return "".join(rows)
+
+
+class PredictionsPanel:
+    """Top-k predictions of the owner's image under its mask and patch (``owner``: the Explorer),
+    and those of the clean image (kept per image: the class picker lists them)."""
+
+    def __init__(self, owner: Any):
+        self.owner = owner
+        self.widget = W.HTML()
+        self.predictions: list | None = None
+        self.clean: dict[Any, list] = {}  # image token -> predictions without a mask
+        self.patch: np.ndarray | None = None  # the patch occluder's square, while it hovers
+        self._seq = 0
+
+    def request(self) -> None:
+        owner = self.owner
+        token, x, baseline, topk = owner.image_token, owner.image_tensor, owner.baseline, owner.topk
+        mask = owner.mask
+        mask = mask if mask.any() else None
+        if self.patch is not None:
+            mask = self.patch if mask is None else np.maximum(mask, self.patch)
+        with owner._state_lock:
+            self._seq += 1
+            seq = self._seq
+        key = owner.engine.predictions_key(token, mask_digest(mask), baseline, topk)
+        found = owner.engine.predictions.get(key)
+        if found is not None:
+            owner.scheduler.cancel("predict")
+            self._show(found, seq, token, mask is None)
+            return
+
+        def run(job: Any) -> None:
+            try:
+                result = owner.engine.predict(token, x, mask, baseline, topk)
+            except Exception as error:
+                owner._show_error(error, "predictions")
+            else:
+                self._show(result, seq, token, mask is None)
+                owner._clear_error("predictions")
+
+        owner.scheduler.submit("predict", run)
+
+    def _show(self, predictions: list, seq: int, token: Any, clean: bool) -> None:
+        """(main thread for cache hits, worker thread otherwise)"""
+        with self.owner._state_lock:
+            if clean and token not in self.clean:
+                self.clean[token] = predictions
+                if token == self.owner.image_token:
+                    self.owner.controls.show_target()
+            if seq != self._seq:
+                return
+            self.predictions = predictions
+            self.widget.value = predictions_html(predictions, None if clean else self.clean.get(token))
+
+    def close(self) -> None:
+        self.widget.close()
 
 
 def rgba(rgb: np.ndarray) -> np.ndarray:

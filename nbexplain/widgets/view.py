@@ -1,8 +1,8 @@
-"""What the widgets share: argument checks, and ``MapView`` — one canvas showing one method's map.
+"""``MapView``: one canvas showing one method's map, requested through a shared scheduler and cache.
 
-``MapView`` numbers its requests and shows only the latest, so a slow stale result never replaces
-a newer one; a cached result is shown at once, in the caller's thread, anything else is computed
-on the worker thread (``scheduler.py``).
+It numbers its requests and shows only the latest, so a slow stale result never replaces a newer
+one; a cached result is shown at once, in the caller's thread, anything else is computed on the
+worker thread (``scheduler.py``).
 """
 
 from __future__ import annotations
@@ -17,69 +17,10 @@ import numpy as np
 from .. import render
 from ..engine import registry
 from ..engine.context import Cancelled
-from ..engine.explainer import Explainer
-from ..engine.hooks import find_module
-from ..engine.inputs import to_batch
-from .controls import shown_methods
-from .scheduler import CachedExplainer, Job, Scheduler
+from .cached import CachedExplainer
+from .scheduler import Job, Scheduler
 
 PREVIEW_INTERVAL = 0.1  # seconds between coarse previews of a progressive map
-
-
-def as_explainer(model_or_explainer: Any, model_options: dict) -> Explainer:
-    """The ``Explainer`` given, or one built around a model with ``model_options``."""
-    if isinstance(model_or_explainer, Explainer):
-        if model_options:
-            raise TypeError(
-                f"{sorted(model_options)} configure a new Explainer; pass them to nbx.Explainer(...) "
-                "or pass a model instead of an Explainer"
-            )
-        return model_or_explainer
-    import torch
-
-    if isinstance(model_or_explainer, torch.nn.Module):
-        return Explainer(model_or_explainer, **model_options)
-    raise TypeError(
-        "model_or_explainer must be an nbx.Explainer or a torch.nn.Module; "
-        f"got {type(model_or_explainer).__name__}"
-    )
-
-
-def check_method(method: str) -> registry.Method:
-    """The registered method ``method``, if it gives a map over the image."""
-    spec = registry.get(method)
-    if not spec.shows_a_map:
-        raise ValueError(
-            f"method {method!r} does not give a map over the image; valid: {shown_methods()}"
-        )
-    return spec
-
-
-def check_layer(explainer: Explainer, layer: str) -> str:
-    find_module(explainer.model, layer)
-    return layer
-
-
-def default_layer(explainer: Explainer) -> str | None:
-    layers = explainer.layers()
-    return layers[-1] if layers else None
-
-
-def check_opacity(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"opacity must be a number in [0, 1]; got {value!r}")
-    return float(value)
-
-
-def check_cmap(value: Any) -> str | None:
-    if value is not None and value not in render.colormaps():
-        raise ValueError(f"cmap must be None (automatic) or one of {render.colormaps()}; got {value!r}")
-    return value
-
-
-def prepare_image(explainer: Explainer, image: Any):
-    """``image`` as the model-ready ``(1, C, H, W)`` tensor; errors name ``image``."""
-    return explainer.prepare(to_batch(image, explainer.preprocess, explainer.device, name="image"))
 
 
 def canvas_map(explanation: Any) -> tuple[np.ndarray, bool]:
@@ -111,6 +52,7 @@ class MapView:
         self.error = ""
         self.last_ms: float | None = None
         self.describe = ""  # what is being computed
+        self.requested: tuple | None = None  # the cache key of the latest request
         self._seq = 0
         self._lock = threading.RLock()
         self._preview_at = 0.0
@@ -122,7 +64,7 @@ class MapView:
         with self._lock:
             self._seq += 1
             seq = self._seq
-        key = self.engine.explanation_key(token, method, target, params, layer)
+        key = self.requested = self.engine.explanation_key(token, method, target, params, layer)
         found = self.engine.cached_explanation(key)
         if found is not None:
             self.scheduler.cancel(self.lane)
@@ -157,6 +99,16 @@ class MapView:
                 self._show(result, seq, started)
 
         self.scheduler.submit(self.lane, run)
+
+    def summary(self) -> str:
+        """One line on what the view shows (method, layer, class, score, time) or is doing."""
+        e = self.explanation
+        if self.status != "ready" or e is None:
+            return {"computing": f"computing {self.describe} …", "stopped": "stopped",
+                    "error": "error (see below)"}.get(self.status, "…")
+        where = f" · {e.layer}" if e.layer else ""
+        ms = f" · {self.last_ms:.0f} ms" if self.last_ms is not None else ""
+        return f"{e.method}{where} · {e.label} (score {e.score:.3g}){ms}"
 
     def stop(self) -> None:
         """Drop the pending request and stop the running one (if it checks ``should_stop``)."""

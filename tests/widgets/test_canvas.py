@@ -241,7 +241,7 @@ STROKES = [
 
 
 def test_python_paints_the_same_mask_as_the_browser():
-    """The front-end's rasterizer (js/src/raster.js, run by node) and Python's agree exactly."""
+    """The front-end's rasterizer (js/src/lib/raster.js, run by node) and Python's agree exactly."""
     node = shutil.which("node")
     if node is None:
         if os.environ.get("CI"):
