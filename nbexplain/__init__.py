@@ -5,6 +5,7 @@ from . import render, samples
 from .engine.context import Cancelled
 from .engine.explainer import Explainer
 from .engine.explanation import Explanation
+from .engine.grid import tokens
 from .engine.registry import Param, methods
 from .engine.registry import get as method_info
 from .engine.targets import Prediction
@@ -21,6 +22,7 @@ __all__ = [
     "methods",
     "render",
     "samples",
+    "tokens",
 ]
 __version__ = "0.1.0"
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from .grid import Grid, LayoutSpec, find_grid
 from .hooks import Captured, capture
 from .inputs import input_mismatch, match_model_dtype
 from .layout import conv_profile, in_layout, pays
@@ -40,6 +41,8 @@ class Context:
     should_stop: Callable[[], bool] | None = None
     preprocess: Any = None
     labels: Labels = field(default_factory=lambda: Labels(None))
+    prefix: int | None = None  # the model's leading tokens (timm's num_prefix_tokens), if declared
+    layouts: dict[str, LayoutSpec] = field(default_factory=dict)  # per-layer overrides (grid.py)
     batch_elements: int = 32 * 3 * 224 * 224
     # per gradient pass; None: 8 images of 3×224×224 on CPU (faster there than 32 at once),
     # else batch_elements
@@ -115,6 +118,24 @@ class Context:
             raise Cancelled()
         if self.progress is not None:
             self.progress(fraction, partial)
+
+    # -- layers as maps ----------------------------------------------------------------------
+    def grid(self, name: str, output: torch.Tensor) -> Grid:
+        """How layer ``name``'s ``output`` lies on the image grid; a clear error if it does not."""
+        found = find_grid(output.shape, self.x.shape[-2:], prefix=self.prefix, layout=self.layouts.get(name))
+        if found is None:
+            raise ValueError(
+                f"layer {name!r} outputs shape {tuple(output.shape)}, which is no spatial map of the "
+                f"{self.x.shape[-2]}×{self.x.shape[-1]} image: not (N, C, H, W), (N, H, W, C) or patch "
+                "tokens (N, L, D) — pick one of Explainer.layers(), or say its layout with "
+                "Explainer(layout={layer: ...})"
+            )
+        return found
+
+    def feature_map(self, name: str, output: torch.Tensor) -> torch.Tensor:
+        """Row 0 of layer ``name``'s ``output`` (or of a gradient with respect to it) as
+        ``(C, h, w)`` float32, contiguous, whatever the layer's layout."""
+        return self.grid(name, output).maps(output)[0].detach().float().contiguous()
 
     # -- gradients ---------------------------------------------------------------------------
     def input_gradients(

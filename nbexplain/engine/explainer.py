@@ -15,6 +15,7 @@ from . import layerwise, registry
 from .context import Context, Progress
 from .display import to_display
 from .explanation import Explanation
+from .grid import Layouts, check_layouts, prefix_tokens
 from .guard import preserved
 from .hooks import find_module
 from .inputs import ImageLike, to_batch
@@ -52,6 +53,8 @@ class Explainer:
     inputs); ``labels`` names the classes; ``output`` picks the logits out of a model that
     returns a tuple, dict or object. ``device`` is where inputs go: the model's own by default;
     the model is never moved (a ``device`` other than the one its weights are on is an error).
+    ``layout={layer: "nchw" | "nhwc" | "tokens" | nbx.tokens(prefix, h, w)}`` says how a layer's
+    output lies on the image where its shape cannot tell (``engine/grid.py``).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Explainer:
         *,
         output: OutputSpec = None,
         input_size: tuple[int, int, int] | None = None,
+        layout: Layouts | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -73,6 +77,8 @@ class Explainer:
         self.labels = Labels(labels)
         self.output = check_output_spec(output)
         self.device = model_device(model, device)
+        self.layout = check_layouts(layout)
+        self.prefix_tokens = prefix_tokens(model)
         self.input_size = tuple(input_size) if input_size is not None else None
         self._layers: dict[tuple[int, ...], list[str]] = {}  # by input size
 
@@ -98,16 +104,34 @@ class Explainer:
     # -- model structure ---------------------------------------------------------------------
     def layers(self) -> list[str]:
         """Candidate layers (dotted ``named_modules()`` names), input → output, at the size of the
-        last input (a 1×1 image has none; the next, larger one finds them again)."""
+        last input (a 1×1 image has none; the next, larger one finds them again). Token layers
+        whose patches cannot reach the logits (a ViT's last block and norm, read only through
+        its class token) are left out: every gradient and CAM there is zero."""
         size = self.input_size or (3, 224, 224)
         if size not in self._layers:
             example = torch.zeros((1, *size), device=self.device)
             with preserved(self.model):
-                found = candidate_layers(self.model, example)
+                found = candidate_layers(self.model, example, prefix=self.prefix_tokens, layouts=self.layout)
+                found = self._reaching(found, example)
             if len(self._layers) >= LAYER_SIZES:
                 self._layers.pop(next(iter(self._layers)))
             self._layers[size] = found
         return list(self._layers[size])
+
+    def _reaching(self, names: list[str], example: torch.Tensor) -> list[str]:
+        """``names`` less the token layers whose patch tokens get no gradient from the logits
+        while their prefix (class) tokens do: the decision reads them only through the prefix."""
+        ctx = self.context(torch.randn(example.shape, generator=torch.Generator().manual_seed(0)).to(example))
+        with torch.no_grad():
+            captured, _ = ctx.layer_pass(names, grads=False)
+        grids = {name: ctx.grid(name, captured[name]) for name in names}
+        tokens = [name for name in names if grids[name].kind == "tokens" and grids[name].prefix > 0]
+        if not tokens:
+            return names
+        captured, gradients = ctx.layer_pass(tokens)
+        dead = {name for name in tokens if not grids[name].maps(gradients[name]).any()
+                and gradients[name][:, : grids[name].prefix].any()}
+        return [name for name in names if name not in dead]
 
     def default_layer(self) -> str:
         layers = self.layers()
@@ -203,6 +227,8 @@ class Explainer:
             should_stop=should_stop,
             preprocess=self.preprocess,
             labels=self.labels,
+            prefix=self.prefix_tokens,
+            layouts=self.layout,
         )
 
     def _resolve_layer(self, spec: registry.Method, layer: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Find the meaningful layers of a CNN: its blocks and stages with spatial output, input → output.
+"""Find the meaningful layers of a vision model: its blocks and stages on the image grid, input → output.
 
 One traced forward records, for every module, its input and output tensors (and their in-place
 version counters). The module tree is then walked from the root:
@@ -10,9 +10,10 @@ version counters). The module tree is then walked from the root:
   block, a conv–norm–activation group) and is one candidate, never opened;
 * a leaf reached from a stage (VGG's convolutions and ReLUs) is a candidate of its own.
 
-A module that holds layers but returns no feature map (a whole model inside a wrapper, or
-after a ``Normalize`` in a ``Sequential``) is opened too. Candidates must return one 4-D
-(N, C, H, W) tensor with more than one spatial position (``grid.py``: channels-last is not).
+A module that holds layers but is not one itself is opened too: a whole model that returns no
+map (inside a wrapper, or after a ``Normalize``), or a wrapper around a stack of blocks (a ViT
+encoder). Candidates must return one tensor that lies on the image grid with more than one
+position (``grid.py``: channels-first, channels-last, or patch tokens).
 Pooling layers only resample the map before them and are left out, as are identities,
 dropouts, modules called more than once, and whatever finishes before the first learned layer
 runs (input preprocessing). A convolution or normalization whose output feeds straight into
@@ -22,13 +23,13 @@ activation: only the post-activation layer is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .grid import check_channels_first, layout
+from .grid import LayoutSpec, find_grid
 from .guard import preserved
 from .hooks import HookHandles
 
@@ -173,39 +174,59 @@ def _is_stage(trace: Trace, name: str, module: nn.Module) -> bool:
 
 
 def _walk(trace: Trace, name: str, module: nn.Module, example: torch.Tensor) -> Iterator[str]:
-    """The candidates under ``module``: blocks and leaves, stages opened — and so is a module
-    with layers inside that returns no feature map itself (a whole model wrapped in another
-    model or placed after a ``Normalize``), or its layers would never be offered."""
+    """The candidates under ``module``: blocks and leaves, stages and wrappers opened."""
     for child_name, child in module.named_children():
         full = f"{name}.{child_name}" if name else child_name
         if next(child.children(), None) is not None and (
-            _is_stage(trace, full, child) or _is_wrapped_model(trace, full, child, example)
+            _is_stage(trace, full, child) or _is_wrapper(trace, full, child, example)
         ):
             yield from _walk(trace, full, child, example)
         else:
             yield full
 
 
-def _is_wrapped_model(trace: Trace, name: str, module: nn.Module, example: torch.Tensor) -> bool:
+def _is_wrapper(trace: Trace, name: str, module: nn.Module, example: torch.Tensor) -> bool:
+    """A module whose layers are inside it, not itself one: a whole model that returns no map
+    (inside a wrapper, or after a ``Normalize``), or a wrapper around a stack of blocks that
+    returns what the stack gives, shape for shape (torchvision's ViT ``Encoder``: embeddings,
+    then the blocks, then a norm)."""
     call = trace.once(name)
-    return call is not None and _weights(module) > 1 and not _spatial(call, example)
+    if call is None or _weights(module) < 2:
+        return False
+    if not _on_grid(call, example, None):
+        return True
+    for child_name, child in module.named_children():
+        blocks = [f"{name}.{child_name}.{n}" for n, c in child.named_children() if _is_blockish(c)]
+        if not _is_plain(child) or len(blocks) < 2 or not all(trace.once(b) for b in blocks):
+            continue
+        last = max((trace.once(b) for b in blocks), key=lambda c: c.end)
+        if isinstance(last.output, torch.Tensor) and isinstance(call.output, torch.Tensor):
+            return tuple(last.output.shape) == tuple(call.output.shape)
+    return False
 
 
 def _is_activation(module: nn.Module) -> bool:
     return type(module).__module__.rpartition(".")[2].startswith("activation")
 
 
-def _spatial(call: Call, example: torch.Tensor) -> bool:
-    """One (N, C, H, W) feature map of the batch, with more than one position."""
+def _on_grid(call: Call, example: torch.Tensor, prefix: int | None,
+             layout: LayoutSpec | None = None) -> bool:
+    """One output of the batch that lies on the image grid (``grid.py``), more than one position."""
     out = call.output
-    if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != example.shape[0]:
+    if not isinstance(out, torch.Tensor) or out.ndim < 3 or out.shape[0] != example.shape[0]:
         return False
-    return out.shape[2] * out.shape[3] > 1 and layout(out.shape, example.shape[-2:]) == "nchw"
+    try:
+        return find_grid(out.shape, example.shape[-2:], prefix=prefix, layout=layout) is not None
+    except ValueError:  # a layout given for this layer that does not fit it: not offered
+        return False
 
 
-def candidate_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+def candidate_layers(model: nn.Module, example: torch.Tensor, *, prefix: int | None = None,
+                     layouts: Mapping[str, LayoutSpec] | None = None) -> list[str]:
     """The model's meaningful layers (``named_modules()`` names), ordered input → output; the
-    last one is the last spatial feature map before global pooling."""
+    last one is the last feature map before global pooling. ``prefix`` and ``layouts``: as for
+    ``grid.find_grid`` (the model's leading tokens, per-layer layouts given by hand)."""
+    layouts = layouts or {}
     trace = Trace(model, lambda: model(example))
     weighted = [call.start for name, module in trace.modules.items() if isinstance(module, _WEIGHTS)
                 for call in trace.calls[name]]
@@ -214,7 +235,8 @@ def candidate_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     for name in _walk(trace, "", model, example):
         call = trace.once(name)
         module = trace.modules[name]
-        if call is None or not _spatial(call, example) or isinstance(module, _SKIPPED):
+        if call is None or isinstance(module, _SKIPPED) or not _on_grid(
+                call, example, prefix, layouts.get(name)):
             continue
         if call.end < first_weight:
             continue  # done before any learned layer ran: preprocessing (a Normalize), not a feature
@@ -232,15 +254,3 @@ def candidate_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
             continue  # the same tensor again
         chosen.append((call, name))
     return [name for _, name in chosen]
-
-
-def spatial(name: str, tensor: torch.Tensor, image: Sequence[int]) -> torch.Tensor:
-    """Row 0 of a captured ``(N, K, h, w)`` layer output of an input whose spatial size is
-    ``image``, as contiguous float32; a clear error otherwise."""
-    if tensor.ndim != 4:
-        raise ValueError(
-            f"layer {name!r} outputs shape {tuple(tensor.shape)}; this method needs a spatial "
-            "(N, C, H, W) output — pick a convolutional layer (see Explainer.layers())"
-        )
-    check_channels_first(name, tensor.shape, image)
-    return tensor[0].detach().float().contiguous()

@@ -26,7 +26,6 @@ from .context import Context, Progress
 from .explanation import Explanation
 from .guard import preserved
 from .hooks import capture, find_modules
-from .layers import spatial
 from .results import layer_explanations
 
 
@@ -249,10 +248,9 @@ class LayerSession:
         grads = self._gradients_for(index)
         ctx = self._context(index)
         score = ctx.score
-        image = self.x.shape[-2:]
         with torch.no_grad():
             attributions = {
-                name: combine(spatial(name, out, image), grad[0].float().contiguous(), **bound)
+                name: combine(ctx.feature_map(name, out), ctx.feature_map(name, grad), **bound)
                 for name, out, grad in zip(self.layers, self._outputs, grads, strict=True)
             }
         return layer_explanations(spec, ctx, attributions, bound, index, score)

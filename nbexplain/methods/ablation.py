@@ -15,19 +15,22 @@ from contextlib import contextmanager
 import torch
 
 from ..engine.context import Context
-from ..engine.grid import check_channels_first
+from ..engine.grid import Grid
 from ..engine.hooks import HookHandles, capture, find_module
 from ..engine.maps import MapValues, minmax_scale
 from ..engine.outputs import select_logits
 from ..engine.registry import Param, register
 
-_ACTIVATION = "ablation.activation"
+_ACTIVATION, _GRID = "ablation.activation", "ablation.grid"
 
 
 @contextmanager
-def zeroed(model: torch.nn.Module, layer: str, channels: torch.Tensor) -> Iterator[None]:
+def zeroed(
+    model: torch.nn.Module, layer: str, channels: torch.Tensor, grid: Grid | None = None
+) -> Iterator[None]:
     """While the body runs, ``layer``'s output becomes a batch of ``len(channels)`` rows where row i
-    has channel ``channels[i]`` zeroed (-1: none). A batch-1 output is expanded to the batch."""
+    has channel ``channels[i]`` zeroed (-1: none). A batch-1 output is expanded to the batch.
+    ``grid``: where the channels are in the output (default: dimension 1)."""
     module = find_module(model, layer)
 
     def hook(module, inputs, output):
@@ -36,9 +39,12 @@ def zeroed(model: torch.nn.Module, layer: str, channels: torch.Tensor) -> Iterat
         if output.shape[0] not in (1, len(channels)):
             raise ValueError(f"ablation: layer {layer!r} returned a batch of {output.shape[0]}, "
                              f"expected 1 or {len(channels)}")
-        keep = torch.ones((len(channels), output.shape[1]), dtype=output.dtype, device=output.device)
+        count = grid.channels(output) if grid is not None else output.shape[1]
+        keep = torch.ones((len(channels), count), dtype=output.dtype, device=output.device)
         rows = torch.nonzero(channels >= 0).flatten()
         keep[rows, channels[rows]] = 0
+        if grid is not None:
+            return output * grid.channel_view(keep, output)
         return output * keep.view(*keep.shape, *[1] * (output.ndim - 2))
 
     with HookHandles() as hooks:
@@ -49,7 +55,7 @@ def zeroed(model: torch.nn.Module, layer: str, channels: torch.Tensor) -> Iterat
 def _scores(ctx: Context, channels: torch.Tensor, expand: bool) -> torch.Tensor:
     """The target logit with each of ``channels`` zeroed (one row each)."""
     xs = ctx.x if expand else ctx.x.repeat(len(channels), *[1] * (ctx.x.ndim - 1))
-    with zeroed(ctx.model, ctx.layer, channels.to(ctx.x.device)):
+    with zeroed(ctx.model, ctx.layer, channels.to(ctx.x.device), ctx.state[_GRID]):
         logits = select_logits(ctx.model(xs), ctx.output, len(channels))
     return logits[:, ctx.target].float().cpu()
 
@@ -68,9 +74,9 @@ def ablation(ctx: Context, top: int) -> torch.Tensor:
             logits = ctx.logits(ctx.x)
         ctx.observe_clean(logits[0])
         activation = captured[ctx.layer]
-        check_channels_first(ctx.layer, activation.shape, ctx.x.shape[-2:])
-        ctx.state[_ACTIVATION] = activation[0].float().cpu()
-        count, score = activation.shape[1], ctx.score
+        grid = ctx.state[_GRID] = ctx.grid(ctx.layer, activation)
+        ctx.state[_ACTIVATION] = ctx.feature_map(ctx.layer, activation).cpu()
+        count, score = grid.channels(activation), ctx.score
         if _expansion_works(ctx, score):
             # Only the layers after run per row: size the batches by the layer's output, not the input.
             rows = max(1, ctx.batch_elements // activation[0].numel())

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.context import Context
-from ..engine.layers import spatial
 from ..engine.maps import MapValues, signed_scale
 from ..engine.rectifiers import RectifierRule
 from ..engine.registry import Param, register
@@ -37,11 +36,18 @@ def gradcam_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tenso
     return weighted_sum(gradient.mean((1, 2)), activation).clamp(min=0)
 
 
+GRADCAMPP_EPS = 1e-6  # in the denominator, as pytorch-grad-cam has it (see gradcampp_weights)
+
+
 def gradcampp_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
     """Grad-CAM++ channel weights (closed form, Chattopadhyay et al. 2018, eq. 19):
-    w_k = Σ_ij a_ij^k ReLU(g_ij^k), a = g² / (2g² + Σ_ab A_ab · g³), 0 where g = 0."""
+    w_k = Σ_ij a_ij^k ReLU(g_ij^k), a = g² / (2g² + Σ_ab A_ab · g³ + ε), 0 where g = 0.
+
+    ε = 1e-6 as in pytorch-grad-cam, so the two agree: with signed activations (transformers)
+    the denominator has a pole at Σ A · g = −2, where any ε decides the value."""
     g2 = gradient.square()
-    denominator = 2 * g2 + activation.sum((1, 2), keepdim=True) * g2 * gradient
+    g3 = g2 * gradient  # the reference's order of operations: near the pole, rounding shows
+    denominator = 2 * g2 + activation.sum((1, 2), keepdim=True) * g3 + GRADCAMPP_EPS
     valid = (gradient != 0) & (denominator != 0)
     alpha = torch.where(valid, g2 / torch.where(valid, denominator, 1.0), 0.0)
     return (alpha * gradient.clamp(min=0)).sum((1, 2))
@@ -65,8 +71,8 @@ def layer_maps(ctx: Context, layers: list[str], combine: Combine, **params) -> d
     captured, gradients = ctx.layer_pass(layers)
     maps = {}
     for name in layers:
-        activation = spatial(name, captured[name], ctx.x.shape[-2:])
-        maps[name] = combine(activation, gradients.pop(name)[0].float().contiguous(), **params)
+        activation = ctx.feature_map(name, captured[name])
+        maps[name] = combine(activation, ctx.feature_map(name, gradients.pop(name)), **params)
         captured.calls[name].clear()
     return maps
 
@@ -119,7 +125,7 @@ def linear_head(ctx: Context, activation: torch.Tensor) -> nn.Linear | None:
 def cam(ctx: Context) -> torch.Tensor:
     """Σ_k w_target,k A_k; only where the logits are a linear map of the layer's spatial mean."""
     captured, _ = ctx.layer_pass([ctx.layer], grads=False)
-    activation = spatial(ctx.layer, captured[ctx.layer], ctx.x.shape[-2:])
+    activation = ctx.feature_map(ctx.layer, captured[ctx.layer])
     head = linear_head(ctx, activation)
     if head is None:
         raise ValueError(
@@ -141,7 +147,7 @@ def scorecam(ctx: Context, batch_size: int) -> torch.Tensor:
     """ReLU(Σ_k softmax_k(s) A_k), s_k the target logit of x ⊙ norm(upsample(A_k)) — as
     pytorch-grad-cam's ScoreCAM: bilinear (align_corners) upsampling, per-channel min-max."""
     captured, _ = ctx.layer_pass([ctx.layer], grads=False)
-    activation = spatial(ctx.layer, captured[ctx.layer], ctx.x.shape[-2:])
+    activation = ctx.feature_map(ctx.layer, captured[ctx.layer])
     x, target = ctx.x, ctx.target
     channels = activation.shape[0]
     scores = torch.empty(channels, dtype=torch.float32)

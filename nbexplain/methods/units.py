@@ -13,7 +13,7 @@ from torch import nn
 from .. import montage
 from ..engine.context import Context
 from ..engine.hooks import find_module
-from ..engine.layers import Trace, spatial
+from ..engine.layers import Trace
 from ..engine.maps import MapValues, minmax_scale
 from ..engine.registry import Param, register
 
@@ -35,7 +35,7 @@ def activations_layerwise(ctx: Context, layers: list[str], channel: int) -> dict
     captured, _ = ctx.layer_pass(layers, grads=False)
     maps = {}
     for name in layers:
-        maps[name] = spatial(name, captured[name], ctx.x.shape[-2:])
+        maps[name] = ctx.feature_map(name, captured[name])
         _check_channel(channel, maps[name].shape[0], name)
     return maps
 

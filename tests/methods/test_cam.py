@@ -13,6 +13,7 @@ from torch import nn
 
 import nbexplain as nbx
 from nbexplain.engine.hooks import find_module
+from nbexplain.methods.cam import GRADCAMPP_EPS
 
 CAM_METHODS = ("cam", "gradcam", "gradcampp", "layercam", "scorecam", "guided_gradcam")
 
@@ -65,7 +66,8 @@ def plain_layer_grad(model, layer, x, target):
 
 
 def gradcampp_reference(activation, gradient):
-    """Grad-CAM++ straight from eq. 19, one channel and one position at a time."""
+    """Grad-CAM++ straight from eq. 19, one channel and one position at a time, with the ε that
+    pytorch-grad-cam adds to its denominator."""
     channels, height, width = activation.shape
     cam = torch.zeros(height, width, dtype=torch.float64)
     a64, g64 = activation.double(), gradient.double()
@@ -77,7 +79,7 @@ def gradcampp_reference(activation, gradient):
                 g = float(g64[k, i, j])
                 if g == 0:
                     continue
-                alpha = g**2 / (2 * g**2 + total * g**3)
+                alpha = g**2 / (2 * g**2 + total * g**3 + GRADCAMPP_EPS)
                 weight += alpha * max(g, 0.0)
         cam += weight * a64[k]
     return cam.clamp(min=0).float()
@@ -161,7 +163,7 @@ def test_gradcampp_weights_are_zero_where_gradient_is_zero():
     gradient[0, 1, 1] = 0.5
     weights = gradcampp_weights(activation, gradient)
     assert weights[1] == 0
-    expected = 0.25 / (2 * 0.25 + float(activation[0].sum()) * 0.125) * 0.5
+    expected = 0.25 / (2 * 0.25 + float(activation[0].sum()) * 0.125 + GRADCAMPP_EPS) * 0.5
     assert weights[0].item() == pytest.approx(expected, rel=1e-6)
 
 

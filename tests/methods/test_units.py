@@ -213,8 +213,8 @@ def test_filter_montage_of_rgb_filters():
         filt = weight[index].permute(1, 2, 0).numpy()
         expected = (filt - filt.min()) / (filt.max() - filt.min()) * 255
         np.testing.assert_allclose(tile, expected, atol=0.51)
-    assert (picture[0] == 255).all() and (picture[:, 0] == 255).all()  # the background
-    assert (picture[5:8, 7:9] == 255).all()  # the empty sixth cell
+    assert (picture[0] == montage.TINT).all() and (picture[:, 0] == montage.TINT).all()  # the background
+    assert (picture[5:8, 7:9] == montage.TINT).all()  # the empty sixth cell
 
 
 def test_filter_montage_of_deeper_filters_is_gray():

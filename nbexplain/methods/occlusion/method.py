@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from ...engine.context import Context
+from ...engine.maps import MapValues, signed_scale
 from ...engine.perturb import BASELINE, baseline_image, check_baseline
 from ...engine.registry import Param, register
 from .evaluators import make_evaluator
@@ -78,8 +79,15 @@ def occlusion_map(
     return attribution
 
 
+def occlusion_values(attribution: torch.Tensor, ctx: Context | None, params: dict) -> MapValues:
+    """The logit drop per pixel: a window hides every colour channel at once, so the channels
+    hold the same drop (summing them, as for gradients, would triple it). Reads no context."""
+    return signed_scale(attribution[0], unit="logit drop when hidden")
+
+
 @register(
     "occlusion", family="perturbation", space="pixel", signed=True, unit="logit drop when hidden",
+    to_map=occlusion_values,
     summary="Logit drop when a sliding window is replaced by a baseline (Zeiler & Fergus 2014); "
             "coarse map first, then refined.",
     params=(
