@@ -18,7 +18,7 @@ from .explanation import Explanation
 from .grid import Layouts, check_layouts, prefix_tokens
 from .guard import preserved
 from .hooks import find_module
-from .inputs import ImageLike, to_batch
+from .inputs import ImageLike, declared_input_size, to_batch
 from .layers import candidate_layers
 from .outputs import OutputSpec, check_output_spec
 from .perturb import occlude as occlude_masked
@@ -79,7 +79,7 @@ class Explainer:
         self.device = model_device(model, device)
         self.layout = check_layouts(layout)
         self.prefix_tokens = prefix_tokens(model)
-        self.input_size = tuple(input_size) if input_size is not None else None
+        self.input_size = tuple(input_size) if input_size is not None else declared_input_size(model)
         self._layers: dict[tuple[int, ...], list[str]] = {}  # by input size
 
     @classmethod

@@ -8,8 +8,9 @@ rest laid on the patch grid, as pytorch-grad-cam's reshape functions do by hand.
 respect to the output maps the same way, so Grad-CAM at a ViT block is Grad-CAM on its patches.
 
 Detection: a 4-D output is channels-first unless only the channels-last reading is the image
-seen at one stride (Swin); a 3-D output is tokens when, after at most ``MAX_PREFIX`` leading
-tokens, the rest tile the image at one stride (ViT: 197 = 1 + 14×14 at 224). Where a shape
+seen at one stride (Swin); a 3-D output (N, L, D) with D > 1 is tokens when, after at most
+``MAX_PREFIX`` leading tokens (the model's own count, then the common ones first), the rest
+tile the image at one whole stride (ViT: 197 = 1 + 14×14 at 224). Where a shape
 cannot tell, ``layout=`` on the Explainer says it (``"nchw"``, ``"nhwc"``, ``"tokens"``, or
 ``tokens(prefix, h, w)``, per layer); the model's own ``num_prefix_tokens`` (timm) is used when
 it has one.
@@ -27,6 +28,7 @@ import torch
 Kind = Literal["nchw", "nhwc", "tokens"]
 KINDS = ("nchw", "nhwc", "tokens")
 MAX_PREFIX = 16  # leading non-patch tokens a token layout may have (class, distillation, registers)
+COMMON_PREFIXES = (0, 1, 2, 5, 9)  # tried first: none, class, +distillation, +4 or +8 registers
 
 
 @dataclass(frozen=True)
@@ -87,14 +89,20 @@ def on_grid(size: Sequence[int], image: Sequence[int]) -> bool:
 
 
 def patch_grid(count: int, image: Sequence[int]) -> tuple[int, int] | None:
-    """The ``(h, w)`` grid of ``count`` patches tiling the ``(H, W)`` image at one stride."""
+    """The ``(h, w)`` grid of ``count`` patches tiling the ``(H, W)`` image at one whole stride
+    (each side ``H / s`` rounded down or up): patches tile exactly, unlike unpadded convolutions."""
     height, width = int(image[0]), int(image[1])
     if count < 2:
         return None
     h = max(1, round(math.sqrt(count * height / width)))
     for rows in (h, h - 1, h + 1):
-        if rows >= 1 and count % rows == 0 and on_grid((rows, count // rows), image):
-            return rows, count // rows
+        if rows < 1 or count % rows:
+            continue
+        cols = count // rows
+        for stride in {max(1, height // rows), max(1, -(-height // rows))}:
+            sides = (height // stride, -(-height // stride)), (width // stride, -(-width // stride))
+            if rows in sides[0] and cols in sides[1]:
+                return rows, cols
     return None
 
 
@@ -116,9 +124,9 @@ def find_grid(shape: Sequence[int], image: Sequence[int], *, prefix: int | None 
         if layout == "nchw" or shape[2] * shape[3] > 1:
             return Grid("nchw", (shape[2], shape[3]))
         return None
-    if len(shape) == 3 and layout in (None, "tokens"):
+    if len(shape) == 3 and layout in (None, "tokens") and (layout or shape[2] > 1):
         starts = [prefix] if prefix is not None else []
-        for start in [*starts, *range(MAX_PREFIX + 1)]:  # the model's own count first
+        for start in dict.fromkeys([*starts, *COMMON_PREFIXES, *range(MAX_PREFIX + 1)]):
             found = patch_grid(shape[1] - start, image)
             if found is not None:
                 return Grid("tokens", found, start)

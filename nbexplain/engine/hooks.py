@@ -93,9 +93,27 @@ def find_modules(model: nn.Module, names: Iterable[str]) -> list[nn.Module]:
     return found
 
 
+def primary(output: object) -> torch.Tensor | None:
+    """The tensor a module's output stands for: itself, or the first item of a tuple or list
+    (Hugging Face blocks return ``(hidden_states, attentions, ...)``); else ``None``."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def with_primary(output: object, tensor: torch.Tensor) -> object:
+    """``output`` with its primary tensor replaced by ``tensor`` (same container type)."""
+    if isinstance(output, torch.Tensor):
+        return tensor
+    return type(output)([tensor, *output[1:]]) if isinstance(output, list) else (tensor, *output[1:])
+
+
 @contextmanager
 def capture(model: nn.Module, names: Iterable[str], *, track_grad: bool = True) -> Iterator[Captured]:
-    """Record the outputs of the modules called ``names`` while the body runs.
+    """Record the outputs of the modules called ``names`` while the body runs (the first tensor
+    of a module that returns a tuple).
 
     With ``track_grad`` (and grad mode on), a captured output that would not require grad
     (frozen parameters, input without grad) is made a leaf that does, so gradients with
@@ -107,15 +125,16 @@ def capture(model: nn.Module, names: Iterable[str], *, track_grad: bool = True) 
 
     def make_hook(name: str):
         def hook(module: nn.Module, inputs: tuple, output):
-            if not isinstance(output, torch.Tensor):
+            tensor = primary(output)
+            if tensor is None:
                 raise TypeError(
-                    f"layer {name!r} returns {type(output).__name__}; only modules that "
-                    "return a single tensor can be explained"
+                    f"layer {name!r} returns {type(output).__name__}; only modules that return a "
+                    "tensor (or a tuple that starts with one) can be explained"
                 )
-            if track_grad and torch.is_grad_enabled() and not output.requires_grad:
-                output = output.detach().requires_grad_(True)
-            captured.calls[name].append(output)
-            return output.clone()
+            if track_grad and torch.is_grad_enabled() and not tensor.requires_grad:
+                tensor = tensor.detach().requires_grad_(True)
+            captured.calls[name].append(tensor)
+            return with_primary(output, tensor.clone())
 
         return hook
 

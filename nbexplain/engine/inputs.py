@@ -127,3 +127,21 @@ def input_mismatch(model: torch.nn.Module, x: torch.Tensor, name: str = "x") -> 
                 )
             return None
     return None
+
+
+def declared_input_size(model: torch.nn.Module) -> tuple[int, int, int] | None:
+    """The ``(C, H, W)`` a model says it takes: timm's ``pretrained_cfg["input_size"]``, a Hugging
+    Face config's ``image_size`` (and ``num_channels``), torchvision's ViT ``image_size``; else
+    ``None``. Layer discovery probes at it before any image is seen (a ViT rejects 224 × 224
+    when it was built for another size)."""
+    config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(config, dict) and len(config.get("input_size") or ()) == 3:
+        return tuple(int(n) for n in config["input_size"])  # type: ignore[return-value]
+    hf = getattr(model, "config", None)
+    size = getattr(hf, "image_size", None) if hf is not None else getattr(model, "image_size", None)
+    channels = int(getattr(hf, "num_channels", 3) or 3) if hf is not None else 3
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return channels, size, size
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(n, int) for n in size):
+        return channels, int(size[0]), int(size[1])
+    return None

@@ -31,7 +31,7 @@ from torch import nn
 
 from .grid import LayoutSpec, find_grid
 from .guard import preserved
-from .hooks import HookHandles
+from .hooks import HookHandles, primary
 
 _WEIGHTS = (nn.modules.conv._ConvNd, nn.Linear)
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -91,9 +91,9 @@ class Trace:
         def hook(module, inputs, output):
             call = next(c for c in reversed(self.calls[name]) if c.end < 0)
             call.end = self._tick()
-            call.output = output
-            if isinstance(output, torch.Tensor):
-                call.output_version = output._version
+            call.output = output if primary(output) is None else primary(output)
+            if isinstance(call.output, torch.Tensor):
+                call.output_version = call.output._version
 
         return hook
 
@@ -102,6 +102,18 @@ class Trace:
         calls = self.calls[name]
         return calls[0] if len(calls) == 1 else None
 
+    def parts(self, name: str) -> list[tuple[str, nn.Module]]:
+        """``name``'s children, a never-called ``ModuleList``/``ModuleDict`` among them replaced by
+        its own children (a stage that loops over ``self.blocks``)."""
+        found = []
+        for child_name, child in self.modules[name].named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            if not self.calls[full] and _is_plain(child) and next(child.children(), None) is not None:
+                found.extend(self.parts(full))
+            else:
+                found.append((full, child))
+        return found
+
     def chained(self, name: str) -> bool:
         """Whether ``name``'s forward is nothing but its children run one after another: the
         first reads the module's input, each reads what the previous returned (untouched by
@@ -109,10 +121,8 @@ class Trace:
         parent = self.once(name)
         if parent is None:
             return False
-        module = self.modules[name]
         inner = []
-        for child_name, _ in module.named_children():
-            full = f"{name}.{child_name}" if name else child_name
+        for full, _ in self.parts(name):
             calls = [c for c in self.calls[full] if parent.start < c.start < parent.end]
             if len(calls) > 1:
                 return False
@@ -155,21 +165,21 @@ def _is_stage(trace: Trace, name: str, module: nn.Module) -> bool:
 
     A plain container is opened unless it is a layer group (at most one weight layer: a
     conv–norm–activation ``Sequential``). A module with a forward of its own is opened only
-    when that forward chains its children and they are blocks, optionally after one
-    downsampling layer (timm's ``ConvNeXtStage``, ``RegStage``); otherwise it is a block.
+    when that forward chains its children and they are blocks, optionally after or before one
+    downsampling layer (timm's ``ConvNeXtStage``, ``RegStage``; a Hugging Face Swin stage ends
+    with one); otherwise it is a block.
     """
     if _is_plain(module):
         return _weights(module) > 1 or not trace.calls[name]  # a ModuleList is never called itself
     if not trace.chained(name):
         return False
-    parts = [
-        (trace.calls[f"{name}.{child_name}"][0].start, child)
-        for child_name, child in module.named_children()
-        if _weights(child) and trace.calls[f"{name}.{child_name}"]
-    ]
+    parts = [(trace.calls[full][0].start, child) for full, child in trace.parts(name)
+             if _weights(child) and trace.calls[full]]
     parts = [child for _, child in sorted(parts, key=lambda part: part[0])]
     if len(parts) >= 2 and _weights(parts[0]) == 1:
         parts = parts[1:]  # a stage may open with one downsampling layer
+    if len(parts) >= 3 and _weights(parts[-1]) == 1:
+        parts = parts[:-1]  # or end with one, after a stack of blocks
     return bool(parts) and all(_is_blockish(part) for part in parts)
 
 
@@ -212,8 +222,8 @@ def _is_activation(module: nn.Module) -> bool:
 def _on_grid(call: Call, example: torch.Tensor, prefix: int | None,
              layout: LayoutSpec | None = None) -> bool:
     """One output of the batch that lies on the image grid (``grid.py``), more than one position."""
-    out = call.output
-    if not isinstance(out, torch.Tensor) or out.ndim < 3 or out.shape[0] != example.shape[0]:
+    out = primary(call.output)
+    if out is None or out.ndim < 3 or out.shape[0] != example.shape[0]:
         return False
     try:
         return find_grid(out.shape, example.shape[-2:], prefix=prefix, layout=layout) is not None

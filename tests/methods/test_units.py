@@ -278,6 +278,72 @@ def test_strongest_channels_first():
     assert montage.strongest(maps, 2) == [1, 3]
 
 
+def test_feature_montage_pads_with_no_colour_of_its_colormap_and_numbers_the_tiles():
+    maps = torch.rand(6, 5, 5, generator=torch.Generator().manual_seed(3))
+    picture = montage.feature_montage(maps, channels=[5, 0, 2], columns=3, scale=4, cmap="viridis")
+    grid = montage.layout(3, 20, 20, columns=3, pad=2, label=montage.LABEL)
+    assert picture.shape == (*grid.shape, 3) and picture.dtype == np.uint8
+    lut = render.lut("viridis")
+    assert (picture[0, 0] == montage.NEUTRAL).all() and not (lut == montage.NEUTRAL).all(axis=1).any()
+    assert not (picture[0, 0] == lut[-1]).all() and not (picture[0, 0] == 255).all()  # not yellow, not white
+    top, left = grid.origin(1)  # channel 0, second
+    expected = render.colorize(render.normalize_minmax(maps[0]), "viridis").repeat(4, 0).repeat(4, 1)
+    np.testing.assert_array_equal(picture[top:top + 20, left:left + 20], expected)
+    strips = [picture[t - montage.LABEL:t, u:u + 20] for t, u in map(grid.origin, range(3))]
+    assert all((strip.max(axis=2) < 80).any() for strip in strips)  # a number on each
+    assert not np.array_equal(strips[0], strips[2])  # "5" is not "2"
+    small = montage.feature_montage(maps, pad=1)  # 5-pixel tiles: too small for a number
+    assert small.shape == (1 + 2 * 6, 1 + 3 * 6, 3)
+    with pytest.raises(ValueError, match="labels need tiles at least"):
+        montage.feature_montage(maps, labels=True)
+    framed = montage.feature_montage(maps, channels=[5, 0, 2], columns=3, scale=4, highlight=0)
+    top, left = grid.origin(1)
+    assert (framed[top - montage.LABEL - 2, left - 2:left + 22] == montage.HIGHLIGHT).all()
+    with pytest.raises(ValueError, match=r"highlight must be one of the channels shown \[5, 0, 2\]"):
+        montage.feature_montage(maps, channels=[5, 0, 2], highlight=1)
+
+
+def test_filter_montage_keeps_white_filter_pixels_apart_and_numbers_large_tiles():
+    weight = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(4))
+    picture = montage.filter_montage(weight, scale=8, pad=2, columns=4)
+    grid = montage.layout(4, 24, 24, columns=4, pad=2, label=montage.LABEL)
+    assert picture.shape == (*grid.shape, 3)
+    assert (picture[0] == montage.TINT).all() and len(set(montage.TINT)) > 1  # a colour, not a gray
+    top, left = grid.origin(3)
+    strip = picture[top - montage.LABEL:top, left:left + 24]
+    assert (strip.max(axis=2) < 80).any()
+    gray = montage.filter_montage(torch.randn(2, 5, 3, 3), scale=2, pad=1)  # 6-pixel tiles: no numbers
+    assert gray.shape == (1 + 1 * 7, 1 + 2 * 7, 3)
+
+
+def test_weight_matrix_of_a_one_by_one_convolution():
+    weight = torch.randn(10, 4, 1, 1, generator=torch.Generator().manual_seed(5))
+    matrix = montage.weight_matrix(weight)
+    assert (matrix.outputs, matrix.inputs, matrix.cell) == (10, 4, 12)
+    assert matrix.limit == pytest.approx(float(weight.abs().max()))
+    picture, lut = matrix.picture, render.lut("bwr")
+    for j, i in [(0, 0), (9, 3), (4, 2)]:  # filter j's weight on input i: column j, row i
+        value = float(weight[j, i, 0, 0]) / matrix.limit
+        colour = lut[int(np.clip((0.5 + 0.5 * value) * 255 + 0.5, 0, 255))]
+        assert ((picture == colour).all(axis=2)).sum() >= 144  # a 12×12 cell of its colour
+    big = montage.weight_matrix(torch.randn(1280, 320, 1, 1), width=400, height=320)
+    assert big.cell == 1 and big.outputs < 1280 and big.inputs < 320  # one pixel a weight, the rest left out
+    assert big.picture.shape[0] <= 320 and big.picture.shape[1] <= 400
+    with pytest.raises(ValueError, match=r"1×1 conv weight"):
+        montage.weight_matrix(torch.zeros(2, 2, 3, 3))
+
+
+def test_grid_finds_the_tile_under_a_pixel():
+    grid = montage.layout(5, 4, 6, columns=3, pad=2, label=3)
+    assert grid.shape == (2 + 2 * (3 + 4 + 2), 2 + 3 * (6 + 2))
+    assert grid.origin(4) == (2 + 9 + 3, 2 + 8)
+    assert grid.index_at(2, 2) == 0 and grid.index_at(2 + 8 + 5, 2 + 3 + 3) == 1  # a label, a picture
+    assert grid.index_at(1, 5) is None and grid.index_at(2 + 6, 5) is None  # padding
+    assert grid.index_at(2 + 16 + 1, 2 + 9 + 1) is None  # the empty sixth cell
+    for x, y in [(float("nan"), 3), (3, float("inf")), (-5, 3), (None, 3), ("3", 3)]:
+        assert grid.index_at(x, y) is None
+
+
 def test_fit_keeps_the_aspect_and_square_pixels():
     picture = np.arange(6, dtype=np.float32).reshape(2, 3)
     out = montage.fit(picture, (10, 10), background=-1)
