@@ -16,7 +16,7 @@ import torch
 
 from ..engine.context import Context
 from ..engine.grid import Grid
-from ..engine.hooks import HookHandles, capture, find_module
+from ..engine.hooks import HookHandles, capture, find_module, primary, with_primary
 from ..engine.maps import MapValues, minmax_scale
 from ..engine.outputs import select_logits
 from ..engine.registry import Param, register
@@ -33,8 +33,9 @@ def zeroed(
     ``grid``: where the channels are in the output (default: dimension 1)."""
     module = find_module(model, layer)
 
-    def hook(module, inputs, output):
-        if not isinstance(output, torch.Tensor) or output.ndim < 2:
+    def hook(module, inputs, whole):
+        output = primary(whole)
+        if output is None or output.ndim < 2:
             raise ValueError(f"ablation: layer {layer!r} must return a tensor (N, C, ...) to ablate channels")
         if output.shape[0] not in (1, len(channels)):
             raise ValueError(f"ablation: layer {layer!r} returned a batch of {output.shape[0]}, "
@@ -44,8 +45,8 @@ def zeroed(
         rows = torch.nonzero(channels >= 0).flatten()
         keep[rows, channels[rows]] = 0
         if grid is not None:
-            return output * grid.channel_view(keep, output)
-        return output * keep.view(*keep.shape, *[1] * (output.ndim - 2))
+            return with_primary(whole, output * grid.channel_view(keep, output))
+        return with_primary(whole, output * keep.view(*keep.shape, *[1] * (output.ndim - 2)))
 
     with HookHandles() as hooks:
         hooks.forward(module, hook)
