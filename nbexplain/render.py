@@ -1,7 +1,8 @@
 """Turn attributions into pictures: normalization, colormaps, overlays. No engine imports.
 
 Maps are float arrays in [0, 1]. Signed maps put zero at 0.5 and are meant for a diverging
-colormap; unsigned maps start at 0.
+colormap; unsigned maps start at 0. The canvas's front end (js/src/lib/lut.js, scale.js) composites
+exactly as ``overlay`` does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _STOPS: dict[str, list[tuple[int, int, int]]] = {
 }
 UNSIGNED_CMAPS = ("jet", "viridis", "inferno", "gray")
 SIGNED_CMAPS = ("bwr",)
+# Gray over a photo is nearly invisible as a colour; drawn as a spotlight it reads at a glance:
+# the photo keeps its brightness where the map is high and darkens where it is low.
+SPOTLIGHT = "gray"
 
 
 def colormaps() -> list[str]:
@@ -90,15 +94,18 @@ def colorize(map01, cmap: str = "jet") -> np.ndarray:
     return lut(cmap)[index]
 
 
-def signed_weight(map01) -> np.ndarray:
-    """How opaque a signed map is at each pixel: 0 where the value is zero (the photo shows
-    through, not a white wash), 1 at the scale's ends; the square root keeps weak values seen."""
-    return np.sqrt(np.abs(2 * _as_numpy(map01) - 1))
+def signed_weight(map01, alpha: float = 0.5) -> np.ndarray:
+    """How opaque a signed map is at each pixel: 0 where the value is zero (the photo shows, no
+    white wash), min(1, 2·alpha·sqrt(|2m − 1|)) elsewhere. At the default alpha 0.5 a value at the
+    scale's end shows its colour-bar colour itself (a plain alpha-blend would halve it, and the
+    diverging map's pale middle would vanish twice over); the square root keeps weak values seen."""
+    return np.minimum(1.0, 2 * alpha * np.sqrt(np.abs(2 * _as_numpy(map01) - 1))).astype(np.float32)
 
 
 def overlay(image, map01, cmap: str = "jet", alpha: float = 0.5, signed: bool = False) -> Image.Image:
-    """``map01`` colorized and blended over ``image`` (resized to the image if needed); a
-    ``signed`` map is blended in proportion to its magnitude (``signed_weight``)."""
+    """``map01`` colorized and blended over ``image`` (resized to the image if needed): a
+    ``signed`` map in proportion to its magnitude (``signed_weight``); the ``SPOTLIGHT`` colormap
+    by dimming the photo where the map is low (c = img·(1 − alpha) + img·gray·alpha)."""
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
     base = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
@@ -106,11 +113,17 @@ def overlay(image, map01, cmap: str = "jet", alpha: float = 0.5, signed: bool = 
     heat = Image.fromarray(colorize(map01, cmap))
     if heat.size != base.size:
         heat = heat.resize(base.size, Image.BILINEAR)
-    if not signed:
+    photo, colours = np.asarray(base, np.float32), np.asarray(heat, np.float32)
+    if cmap == SPOTLIGHT:
+        mixed = photo * (1 - alpha) + photo * colours / 255 * alpha
+    elif signed:
+        weight = Image.fromarray(signed_weight(map01, alpha))
+        if weight.size != base.size:
+            weight = weight.resize(base.size, Image.BILINEAR)
+        weight = np.clip(np.asarray(weight), 0, 1)[..., None]
+        mixed = photo * (1 - weight) + colours * weight
+    else:
         return Image.blend(base, heat, alpha)
-    weight = np.asarray(Image.fromarray(signed_weight(map01)).resize(base.size, Image.BILINEAR))
-    weight = (alpha * np.clip(weight, 0, 1))[..., None]
-    mixed = np.asarray(base, np.float32) * (1 - weight) + np.asarray(heat, np.float32) * weight
     return Image.fromarray((mixed + 0.5).astype(np.uint8))
 
 

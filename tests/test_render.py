@@ -108,11 +108,12 @@ def test_colorize():
 def test_overlay_blends_and_resizes():
     base = np.full((20, 30, 3), 100, np.uint8)
     map01 = np.ones((10, 15), np.float32)
-    out = render.overlay(base, map01, cmap="gray", alpha=0.5)
+    top = render.lut("viridis")[-1].astype(int)  # (gray is a spotlight, not a blend: see below)
+    out = render.overlay(base, map01, cmap="viridis", alpha=0.5)
     assert isinstance(out, Image.Image) and out.mode == "RGB" and out.size == (30, 20)
-    assert np.abs(np.asarray(out).astype(int) - (100 + 255) / 2).max() <= 1
+    assert np.abs(np.asarray(out).astype(int) - (100 + top) / 2).max() <= 1
     assert np.array_equal(np.asarray(render.overlay(base, map01, alpha=0.0)), base)
-    assert (np.asarray(render.overlay(Image.fromarray(base), map01, "gray", alpha=1.0)) == 255).all()
+    assert (np.asarray(render.overlay(Image.fromarray(base), map01, "viridis", alpha=1.0)) == top).all()
     gray_base = Image.fromarray(np.zeros((20, 30), np.uint8))
     assert render.overlay(gray_base, map01).mode == "RGB"
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]; got 1.5"):
@@ -191,7 +192,28 @@ def test_a_signed_overlay_shows_the_photo_where_the_value_is_zero():
     photo = np.full((4, 4, 3), 40, np.uint8)
     map01 = np.full((4, 4), 0.5, np.float32)
     map01[0, 0] = 1.0  # the scale's top: full colour
+    map01[0, 1] = 0.5 + 0.5 / 16  # a sixteenth of the way out
     out = np.asarray(render.overlay(photo, map01, "bwr", alpha=0.8, signed=True))
     assert (out[1:, 1:] == 40).all()  # zero: the photo, not a white wash
     red = render.lut("bwr")[255].astype(np.float32)
-    np.testing.assert_allclose(out[0, 0], 0.2 * 40 + 0.8 * red, atol=1)
+    np.testing.assert_allclose(out[0, 0], red, atol=1)  # the scale's end: its colour-bar colour
+    weight = 2 * 0.8 * np.sqrt(1 / 16)  # min(1, 2·alpha·sqrt(|2m − 1|))
+    pale = render.colorize(map01, "bwr")[0, 1].astype(np.float32)
+    np.testing.assert_allclose(out[0, 1], (1 - weight) * 40 + weight * pale, atol=1)
+
+
+def test_signed_weight_is_opaque_at_the_scales_ends_at_the_default_opacity():
+    weight = render.signed_weight(np.array([0.5, 0.625, 1.0, 0.0], np.float32))
+    np.testing.assert_allclose(weight, [0, 0.5, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(render.signed_weight(np.array([1.0, 0.625]), 0.25), [0.5, 0.25], atol=1e-6)
+
+
+def test_gray_is_a_spotlight_that_dims_the_photo_where_the_map_is_low():
+    photo = np.full((2, 2, 3), (200, 100, 50), np.uint8)
+    map01 = np.array([[0.0, 1.0], [0.5, 1.0]], np.float32)
+    out = np.asarray(render.overlay(photo, map01, "gray", alpha=0.5)).astype(int)
+    assert out[0, 1].tolist() == [200, 100, 50]  # high: the photo as it is, not washed to white
+    assert out[0, 0].tolist() == [100, 50, 25]  # low: darkened by the opacity
+    np.testing.assert_allclose(out[1, 0], np.array([200, 100, 50]) * (0.5 + 0.5 * 128 / 255), atol=1)
+    signed = np.asarray(render.overlay(photo, map01, "gray", alpha=0.5, signed=True)).astype(int)
+    np.testing.assert_array_equal(signed, out)  # a spotlight for signed maps too (dark: negative)

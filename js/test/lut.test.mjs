@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { colorize, composite, grayLut, lutIndex, MASK_ALPHA, MASK_COLOR, pickLut } from "../src/lib/lut.js";
+import { cmapName, colorize, composite, grayLut, lutIndex, MASK_ALPHA, MASK_COLOR, pickLut } from "../src/lib/lut.js";
 
 const luts = { jet: Array.from({ length: 768 }, (_, i) => i % 256), bwr: Array(768).fill(7) };
 
@@ -42,4 +42,28 @@ test("composite blends image, heat and mask and rounds half up", () => {
     Math.floor(0 * (1 - k) + MASK_COLOR[2] * k + 0.5),
   ]);
   assert.deepEqual([...out.slice(4, 8)], [10, 20, 30, 255]);
+});
+
+test("cmapName resolves auto", () => {
+  assert.equal(cmapName("auto", true), "bwr");
+  assert.equal(cmapName(undefined, false), "jet");
+  assert.equal(cmapName("gray", true), "gray");
+});
+
+test("composite: per-pixel weights (a signed map) blend each pixel by its own opacity", () => {
+  const image = Uint8Array.from([40, 40, 40, 255, 40, 40, 40, 255]);
+  const heat = Uint8Array.from([255, 0, 0, 255, 0, 0]);
+  const out = new Uint8ClampedArray(8);
+  composite(out, image, heat, 0.5, null, Float32Array.from([0, 1]));
+  assert.deepEqual([...out], [40, 40, 40, 255, 255, 0, 0, 255]); // weight 0: the photo; 1: the colour
+});
+
+test("composite: the spotlight dims the photo where the map is low", () => {
+  const image = Uint8Array.from([200, 100, 50, 255, 200, 100, 50, 255]);
+  const heat = Uint8Array.from([0, 0, 0, 255, 255, 255]); // gray LUT at 0 and at 1
+  const out = new Uint8ClampedArray(8);
+  composite(out, image, heat, 0.5, null, null, true);
+  assert.deepEqual([...out], [100, 50, 25, 255, 200, 100, 50, 255]);
+  composite(out, null, heat, 0.5, null, null, true); // no picture: blended as usual
+  assert.deepEqual([...out.slice(4, 7)], [128, 128, 128]);
 });

@@ -64,7 +64,7 @@ class Explanation:
         """Method, class, layer, and what the colours mean, in one line."""
         where = f" · layer {self.layer}" if self.layer else ""
         low, high = self.scale
-        colours = "signed: red +, blue −, white 0" if self.signed else "unsigned"
+        colours = "signed: red +, blue −, photo at 0" if self.signed else "unsigned"
         unit = f"{self.values.unit} " if self.values.unit else ""
         return (f"{self.method} · class {self.target} {self.label!r} (logit {self.score:.3g}){where} · "
                 f"{colours} · {unit}from {low:.3g} to {high:.3g}")

@@ -42,6 +42,108 @@ function asShape(value) {
 }
 
 
+// ---- lib/lut.js ----
+// Colormaps and compositing. The lookup tables come from Python (nbexplain.render.lut) through
+// the `luts` trait, so the browser and the kernel colour a map identically; compositing mirrors
+// nbexplain.render.overlay (a signed map weighted by its magnitude, gray as a spotlight).
+
+/** The colormap that paints: "auto" is "bwr" for signed maps and "jet" otherwise. */
+function cmapName(cmap, signed) {
+  return !cmap || cmap === "auto" ? (signed ? "bwr" : "jet") : cmap;
+}
+
+// The colormap drawn as a spotlight (render.SPOTLIGHT): the photo darkened where the map is low.
+const SPOTLIGHT = "gray";
+
+/** The 256×3 table for `cmap` ("auto" = "bwr" for signed maps, "jet" otherwise). */
+function pickLut(luts, cmap, signed) {
+  const name = cmapName(cmap, signed);
+  const table = luts && luts[name];
+  if (!table || table.length !== 768) {
+    const fallback = luts && luts[signed ? "bwr" : "jet"];
+    if (fallback && fallback.length === 768) return Uint8Array.from(fallback);
+    return grayLut();
+  }
+  return Uint8Array.from(table);
+}
+
+function grayLut() {
+  const out = new Uint8Array(768);
+  for (let i = 0; i < 256; i++) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = i;
+  return out;
+}
+
+/** The LUT index of a [0, 1] value, as nbexplain.render.colorize computes it. */
+function lutIndex(v) {
+  if (!(v > 0)) return 0; // also NaN
+  const i = Math.floor(v * 255 + 0.5);
+  return i > 255 ? 255 : i;
+}
+
+/** RGB (H×W×3) of the map `values` through `lut`. */
+function colorize(values, lut) {
+  const n = values.length;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const k = 3 * lutIndex(values[i]);
+    out[3 * i] = lut[k];
+    out[3 * i + 1] = lut[k + 1];
+    out[3 * i + 2] = lut[k + 2];
+  }
+  return out;
+}
+
+const MASK_COLOR = [255, 0, 255];
+const MASK_ALPHA = 0.5;
+
+/**
+ * Composite into `out` (RGBA, H×W×4): the image (RGBA) with `heat` (RGB or null) over it, then the
+ * painted `mask` (uint8 weights or null) tinted on top. Alpha is opaque. Per channel, with the
+ * heat's weight a = `weights[i]` when given (a signed map: render.signed_weight) or `opacity`:
+ *   c = img*(1-a) + heat*a, or with `spotlight` c = img*(1-a) + img*(heat/255)*a (the photo dimmed
+ *   where the map is low; without a picture the heat is blended as usual);
+ * with a mask weight m: c = c*(1-k) + tint*k, k = m/255*MASK_ALPHA; stored as floor(c + 0.5).
+ */
+function composite(out, image, heat, opacity, mask, weights = null, spotlight = false) {
+  const n = out.length >> 2;
+  const alpha = heat ? Math.min(1, Math.max(0, Number(opacity) || 0)) : 0;
+  const dim = spotlight && !!image;
+  const [mr, mg, mb] = MASK_COLOR;
+  for (let i = 0; i < n; i++) {
+    const p = 4 * i;
+    let r = image ? image[p] : 0;
+    let g = image ? image[p + 1] : 0;
+    let bl = image ? image[p + 2] : 0;
+    const a = heat && weights ? weights[i] : alpha;
+    if (a > 0) {
+      const q = 3 * i;
+      const b = 1 - a;
+      if (dim) {
+        r = r * b + ((r * heat[q]) / 255) * a;
+        g = g * b + ((g * heat[q + 1]) / 255) * a;
+        bl = bl * b + ((bl * heat[q + 2]) / 255) * a;
+      } else {
+        r = r * b + heat[q] * a;
+        g = g * b + heat[q + 1] * a;
+        bl = bl * b + heat[q + 2] * a;
+      }
+    }
+    const m = mask ? mask[i] : 0;
+    if (m) {
+      const k = (m / 255) * MASK_ALPHA;
+      r = r * (1 - k) + mr * k;
+      g = g * (1 - k) + mg * k;
+      bl = bl * (1 - k) + mb * k;
+    }
+    out[p] = (r + 0.5) | 0; // round half up, the same for Uint8Array and Uint8ClampedArray
+    out[p + 1] = (g + 0.5) | 0;
+    out[p + 2] = (bl + 0.5) | 0;
+    out[p + 3] = 255;
+  }
+  return out;
+}
+
+
 // ---- lib/bilinear.js ----
 // Bilinear upsampling with half-pixel centres (PIL's BILINEAR and torch's align_corners=False
 // when enlarging): output pixel (X, Y) samples the source at ((X+0.5)*w/W - 0.5, ...), clamped.
@@ -88,86 +190,106 @@ function upsampleBilinear(src, h, w, H, W) {
 }
 
 
-// ---- lib/lut.js ----
-// Colormaps and compositing. The lookup tables come from Python (nbexplain.render.lut) through
-// the `luts` trait, so the browser and the kernel colour a map identically.
+// ---- lib/scale.js ----
+// A map's colour scale, as nbexplain.engine.maps.MapValues defines it: the kernel sends the raw
+// values (in the method's unit) and the raw values at the scale's two ends, [low, high]; a value
+// sits on the scale at (v - low) / (high - low), clipped to [0, 1]. The readout and the colour
+// bar's labels print raw values the way Python's format(v, ".Ng") does, so both sides agree.
 
-/** The 256×3 table for `cmap` ("auto" = "bwr" for signed maps, "jet" otherwise). */
-function pickLut(luts, cmap, signed) {
-  const name = !cmap || cmap === "auto" ? (signed ? "bwr" : "jet") : cmap;
-  const table = luts && luts[name];
-  if (!table || table.length !== 768) {
-    const fallback = luts && luts[signed ? "bwr" : "jet"];
-    if (fallback && fallback.length === 768) return Uint8Array.from(fallback);
-    return grayLut();
-  }
-  return Uint8Array.from(table);
+/** [low, high] from a scale trait; [0, 1] when it is missing or not two finite numbers. */
+function asScale(value) {
+  const low = value && Number(value[0]);
+  const high = value && Number(value[1]);
+  return Number.isFinite(low) && Number.isFinite(high) ? [low, high] : [0, 1];
 }
 
-function grayLut() {
-  const out = new Uint8Array(768);
-  for (let i = 0; i < 256; i++) out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = i;
+/** Where `v` sits on the scale [low, high], in [0, 1] (MapValues.normalized); an empty scale
+ * puts everything at its middle (signed) or its start. */
+function position(v, low, high, signed) {
+  const span = high - low;
+  if (!(span > 0)) return signed ? 0.5 : 0;
+  const t = (v - low) / span;
+  if (!(t > 0)) return 0; // also NaN, as render.colorize reads it
+  return t < 1 ? t : 1;
+}
+
+/** The scale positions of every value of `values` (a new Float32Array). */
+function positions(values, low, high, signed) {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = position(values[i], low, high, signed);
   return out;
 }
-
-/** The LUT index of a [0, 1] value, as nbexplain.render.colorize computes it. */
-function lutIndex(v) {
-  if (!(v > 0)) return 0; // also NaN
-  const i = Math.floor(v * 255 + 0.5);
-  return i > 255 ? 255 : i;
-}
-
-/** RGB (H×W×3) of the map `values` through `lut`. */
-function colorize(values, lut) {
-  const n = values.length;
-  const out = new Uint8Array(n * 3);
-  for (let i = 0; i < n; i++) {
-    const k = 3 * lutIndex(values[i]);
-    out[3 * i] = lut[k];
-    out[3 * i + 1] = lut[k + 1];
-    out[3 * i + 2] = lut[k + 2];
-  }
-  return out;
-}
-
-const MASK_COLOR = [255, 0, 255];
-const MASK_ALPHA = 0.5;
 
 /**
- * Composite into `out` (RGBA, H×W×4): image (RGBA) blended with `heat` (RGB or null) at
- * `opacity`, then the painted `mask` (uint8 weights or null) tinted on top. Alpha is opaque.
- * Per channel: c = img*(1-a) + heat*a; with a mask weight m: c = c*(1-k) + tint*k, k = m/255*MASK_ALPHA;
- * stored as floor(c + 0.5).
+ * How opaque a signed map is where it sits at `t` on its scale (nbexplain.render.signed_weight):
+ * 0 at zero (the photo shows, no white wash), min(1, 2·opacity·sqrt(|2t − 1|)) elsewhere, so at
+ * the default opacity 0.5 the scale's ends show their colour-bar colour and weak values fade.
  */
-function composite(out, image, heat, opacity, mask) {
-  const n = out.length >> 2;
-  const a = heat ? Math.min(1, Math.max(0, Number(opacity) || 0)) : 0;
-  const b = 1 - a;
-  const [mr, mg, mb] = MASK_COLOR;
-  for (let i = 0; i < n; i++) {
-    const p = 4 * i;
-    let r = image ? image[p] : 0;
-    let g = image ? image[p + 1] : 0;
-    let bl = image ? image[p + 2] : 0;
-    if (a > 0) {
-      const q = 3 * i;
-      r = r * b + heat[q] * a;
-      g = g * b + heat[q + 1] * a;
-      bl = bl * b + heat[q + 2] * a;
-    }
-    const m = mask ? mask[i] : 0;
-    if (m) {
-      const k = (m / 255) * MASK_ALPHA;
-      r = r * (1 - k) + mr * k;
-      g = g * (1 - k) + mg * k;
-      bl = bl * (1 - k) + mb * k;
-    }
-    out[p] = (r + 0.5) | 0; // round half up, the same for Uint8Array and Uint8ClampedArray
-    out[p + 1] = (g + 0.5) | 0;
-    out[p + 2] = (bl + 0.5) | 0;
-    out[p + 3] = 255;
+function signedWeight(t, opacity) {
+  const w = 2 * opacity * Math.sqrt(Math.abs(2 * t - 1));
+  return w < 1 ? w : 1;
+}
+
+/** Python's format(v, `.${digits}g`): `digits` significant digits, trailing zeros dropped,
+ * an exponent (e-05, e+06) below 1e-4 or from 10**digits up. */
+function formatG(v, digits = 3) {
+  if (Number.isNaN(v)) return "nan";
+  if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const [mantissa, exp] = exponential(v, digits).split("e");
+  const e = Number(exp);
+  const trim = (s) => (s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s);
+  if (e < -4 || e >= digits) {
+    const sign = e < 0 ? "-" : "+";
+    return `${trim(mantissa)}e${sign}${String(Math.abs(e)).padStart(2, "0")}`;
   }
-  return out;
+  const [m] = mantissa.split(".");
+  const places = Math.max(0, digits - 1 - e);
+  const scaled = mantissa.replace(".", "").replace("-", "");
+  const int = e >= 0 ? scaled.slice(0, e + 1).padEnd(e + 1, "0") : "0";
+  const frac = e >= 0 ? scaled.slice(e + 1) : "0".repeat(-e - 1) + scaled;
+  const text = places ? `${int}.${frac.padEnd(places, "0").slice(0, places)}` : int;
+  return trim(m.startsWith("-") ? `-${text}` : text);
+}
+
+/** v.toExponential(digits - 1), but an exact tie rounds half to even, as Python does (JS rounds
+ * it up: 0.015625 is 1.563e-2 there, 1.562e-2 in Python). */
+function exponential(v, digits) {
+  const rounded = v.toExponential(digits - 1);
+  const [long, exp] = Math.abs(v).toExponential(Math.min(100, digits + 30)).split("e");
+  const all = long.replace(".", "");
+  const tie = all[digits] === "5" && /^0*$/.test(all.slice(digits + 1));
+  if (!tie || Number(all[digits - 1]) % 2 === 1) return rounded;
+  const kept = all.slice(0, digits);
+  const body = kept.length > 1 ? `${kept[0]}.${kept.slice(1)}` : kept;
+  return `${v < 0 ? "-" : ""}${body}e${exp}`;
+}
+
+/** The hover readout's value: 4 significant digits, "+" on positive values of a signed map,
+ * then the unit. */
+function formatReading(v, signed, unit) {
+  const text = formatG(v, 4);
+  const sign = signed && v > 0 ? "+" : "";
+  return unit ? `${sign}${text} ${unit}` : `${sign}${text}`;
+}
+
+
+// ---- lib/layer.js ----
+// The map layer as the canvas paints it, step by step, shared by the canvas view and the tool
+// that checks it against nbexplain.render.overlay (js/tools/composite.mjs): the raw values
+// upsampled to the picture, put on their scale, coloured, and (a signed map) weighted.
+
+/** `raw` (h×w float32) at the picture's H×W: {heat: raw values, heat01: positions on the
+ * scale [low, high], rgb: coloured through `lut`}. */
+function mapLayer(raw, h, w, H, W, scale, signed, lut) {
+  const heat = h === H && w === W ? Float32Array.from(raw) : upsampleBilinear(raw, h, w, H, W);
+  const heat01 = positions(heat, scale[0], scale[1], signed);
+  return { heat, heat01, rgb: colorize(heat01, lut) };
+}
+
+/** Each pixel's opacity for a signed map (render.signed_weight at `opacity`). */
+function mapWeights(heat01, opacity) {
+  return heat01.map((t) => signedWeight(t, opacity));
 }
 
 
@@ -303,8 +425,77 @@ class LatestCoalescer {
 }
 
 
+// ---- canvas/legend.js ----
+// What the map on the canvas says, drawn from the model's traits: the caption above the picture
+// (`caption`: the class first, in bold, then the method and layer) and, under it, the colour bar
+// of the colormap that paints, labelled with the raw values at its ends and middle (`scale`; zero
+// on a signed scale) and what a value is (`unit`). Hidden while there is no map.
+
+/** A new element `tag` of class `className`, appended to `parent` when given. */
+function make(tag, className, parent) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+/** What the colours mean, in words, for the line under the colour bar. */
+function legendText(unit, signed, cmap) {
+  const parts = unit ? [unit] : [];
+  if (cmap === SPOTLIGHT) parts.push("spotlight: the photo darkens where the map is low");
+  else if (signed) parts.push("signed: zero shows the photo");
+  return parts.join(" · ");
+}
+
+class Legend {
+  /** The caption goes before `stage` in `root`; the colour bar after it. */
+  constructor(root, stage) {
+    this.caption = make("div", "nbx-caption");
+    root.insertBefore(this.caption, stage);
+    this.node = make("div", "nbx-legend");
+    stage.after(this.node);
+    this.bar = make("canvas", "nbx-colorbar", this.node);
+    this.bar.width = 256;
+    this.bar.height = 1;
+    const ticks = make("div", "nbx-ticks", this.node);
+    this.low = make("span", "nbx-low", ticks);
+    this.middle = make("span", "nbx-mid", ticks);
+    this.high = make("span", "nbx-high", ticks);
+    this.unit = make("div", "nbx-unit", this.node);
+  }
+
+  /** Show `caption`, and the colour bar of `lut` (256×3) over `scale` = [low, high]; a null
+   * `lut` (no map) hides both. */
+  show({ caption, lut, name, scale, signed, unit }) {
+    this.caption.replaceChildren();
+    const text = lut ? caption || "" : "";
+    const cut = text.indexOf(" · ");
+    make("b", "", this.caption).textContent = cut < 0 ? text : text.slice(0, cut);
+    if (cut >= 0) this.caption.append(text.slice(cut));
+    this.caption.title = text;
+    this.caption.style.display = text ? "" : "none";
+    this.node.style.display = lut ? "" : "none";
+    if (!lut) return;
+    const g = this.bar.getContext("2d");
+    if (g) {
+      const ramp = g.createImageData(256, 1);
+      for (let i = 0; i < 256; i++) {
+        ramp.data.set([lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 255], 4 * i);
+      }
+      g.putImageData(ramp, 0, 0);
+    }
+    this.bar.dataset.cmap = name;
+    const [low, high] = scale;
+    this.low.textContent = formatG(low, 3);
+    this.high.textContent = formatG(high, 3);
+    this.middle.textContent = formatG((low + high) / 2, 3); // zero on a signed scale
+    this.unit.textContent = legendText(unit, signed, name);
+  }
+}
+
+
 // ---- lib/raster.js ----
-// Brush and patch rasterization. nbexplain/widgets/canvas.py implements the same integer
+// Brush and patch rasterization. nbexplain/widgets/raster.py implements the same integer
 // algorithm, so the mask painted here and the kernel's copy agree pixel for pixel:
 // - points are integer input-pixel coordinates (the pixel under the cursor);
 // - a stroke is a polyline; each segment p[i] -> p[i+1] is walked with Bresenham's algorithm
@@ -461,8 +652,9 @@ const pointerMethods = {
   readoutAt(x, y) {
     let text = `x ${x}, y ${y}`;
     if (this.heat) {
+      // the raw value under the cursor (the map upsampled as it is painted), in the method's unit
       const v = this.heat[y * this.W + x];
-      text += this.model.get("signed") ? ` · ${v >= 0.5 ? "+" : ""}${(2 * v - 1).toFixed(3)}` : ` · ${v.toFixed(3)}`;
+      text += ` · ${formatReading(v, !!this.model.get("signed"), this.model.get("unit") || "")}`;
     }
     this.readout.textContent = text;
   },
@@ -563,7 +755,7 @@ const pointerMethods = {
 
 
 // ---- canvas/style.js ----
-// The canvas's stylesheet (one <style> inside the widget; JupyterLab's theme colour for text).
+// The canvas's stylesheet (one <style> inside the widget; JupyterLab's theme colours for text).
 const STYLE = `
 .nbx-canvas { position: relative; display: inline-block; max-width: 100%; line-height: 0;
   font: 12px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; user-select: none; }
@@ -571,6 +763,18 @@ const STYLE = `
 .nbx-canvas canvas.nbx-main { display: block; max-width: 100%; height: auto; background: #222; }
 .nbx-canvas canvas.nbx-overlay { position: absolute; left: 0; top: 0; width: 100%; height: 100%;
   pointer-events: none; }
+.nbx-canvas .nbx-caption { line-height: 1.35; padding: 0 0 3px; color: var(--jp-ui-font-color1, #222);
+  white-space: normal; overflow-wrap: anywhere; }
+.nbx-canvas .nbx-caption b { font-weight: 600; font-size: 13px; }
+.nbx-canvas .nbx-legend { line-height: 1.3; padding-top: 4px; color: var(--jp-ui-font-color1, #333);
+  font-variant-numeric: tabular-nums; }
+.nbx-canvas canvas.nbx-colorbar { display: block; width: 100%; height: 10px; image-rendering: pixelated;
+  outline: 1px solid rgba(0,0,0,0.25); }
+.nbx-canvas .nbx-ticks { display: flex; justify-content: space-between; }
+.nbx-canvas .nbx-ticks span { flex: 1; }
+.nbx-canvas .nbx-ticks .nbx-mid { text-align: center; }
+.nbx-canvas .nbx-ticks .nbx-high { text-align: right; }
+.nbx-canvas .nbx-unit { color: var(--jp-ui-font-color2, #555); text-align: center; white-space: normal; }
 .nbx-canvas .nbx-readout { line-height: 18px; height: 18px; color: var(--jp-ui-font-color1, #333);
   font-variant-numeric: tabular-nums; white-space: nowrap; overflow: hidden; }
 .nbx-canvas .nbx-busy { position: absolute; top: 6px; right: 6px; width: 14px; height: 14px;
@@ -589,17 +793,11 @@ const STYLE = `
 
 
 // ---- canvas/view.js ----
-// CanvasView: one view of a HeatmapCanvas model. It builds the DOM (canvas, cursor overlay, busy
-// indicator, error overlay, readout), listens to the model's traits, loads what changed (image,
-// heatmap upsampled and coloured here, mask) and composites it on the next animation frame; it
-// reports input-to-paint latency ("rendered"). Pointer handling is in pointer.js.
-
-function make(tag, className, parent) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (parent) parent.appendChild(node);
-  return node;
-}
+// CanvasView: one view of a HeatmapCanvas model. It builds the DOM (caption, canvas, cursor
+// overlay, busy indicator, error overlay, colour bar, readout), listens to the model's traits,
+// loads what changed (image; the raw heatmap upsampled, put on its scale and coloured here; mask)
+// and composites it on the next animation frame; it reports input-to-paint latency ("rendered").
+// Pointer handling is in pointer.js, the caption and colour bar in legend.js.
 
 const INPUT_EVENTS = ["input", "change", "pointerdown", "keydown", "pointermove"];
 const STALE_INPUT_MS = 10000;
@@ -611,8 +809,13 @@ class CanvasView {
     this.W = 0;
     this.H = 0;
     this.image = null; // RGBA bytes, H×W×4
-    this.heat = null; // upsampled float32 H×W
+    this.raw = null; // {values, h, w}: the map's raw values at its own resolution
+    this.heat = null; // upsampled raw values, float32 H×W (the readout prints them)
     this.heatRGB = null; // colorized heat, H×W×3
+    this.heat01 = null; // the heat's positions on its scale, [0, 1]
+    this.weights = null; // a signed map's per-pixel opacity (render.signed_weight) at `weightsAt`
+    this.weightsAt = null;
+    this.lut = null; // the colormap that paints, 256×3
     this.mask = new Uint8Array(0);
     this.imageData = null;
     this.localError = "";
@@ -659,6 +862,7 @@ class CanvasView {
       }
       this.showError();
     });
+    this.legend = new Legend(this.root, this.stage);
     this.readout = make("div", "nbx-readout", this.root);
     this.readout.textContent = "\u00a0";
     this.ctx = this.canvas.getContext("2d");
@@ -711,8 +915,11 @@ class CanvasView {
     });
     this.on("change:heatmap_shape", mark("heat", "paint"));
     this.on("change:signed", mark("color", "paint"));
+    this.on("change:scale", mark("color", "paint"));
     this.on("change:cmap", mark("color", "paint"));
     this.on("change:luts", mark("color", "paint"));
+    this.on("change:unit", mark("color"));
+    this.on("change:caption", mark("color"));
     this.on("change:opacity", mark("paint"));
     this.on("change:mask_version", mark("mask", "paint"));
     this.on("change:display_width", () => this.layout());
@@ -806,10 +1013,9 @@ class CanvasView {
     const [h, w] = asShape(this.model.get("heatmap_shape"));
     const raw = this.model.get("heatmap");
     const bytes = asBytes(raw);
-    this.heat = null;
+    this.raw = null;
     if (bytes.byteLength && h * w > 0 && this.W && this.H) {
-      const small = asFloat32(bytes, h * w);
-      this.heat = upsampleBilinear(small, h, w, this.H, this.W);
+      this.raw = { values: asFloat32(bytes, h * w), h, w };
     } else if (bytes.byteLength && bytes.byteLength !== h * w * 4) {
       this.localError = `heatmap: ${bytes.byteLength} bytes do not fit ${h}×${w} float32`;
     }
@@ -817,12 +1023,18 @@ class CanvasView {
   }
 
   loadColor() {
-    if (!this.heat) {
-      this.heatRGB = null;
-      return;
-    }
-    const lut = pickLut(this.model.get("luts"), this.model.get("cmap"), !!this.model.get("signed"));
-    this.heatRGB = colorize(this.heat, lut);
+    const signed = !!this.model.get("signed");
+    const name = cmapName(this.model.get("cmap"), signed);
+    const [low, high] = asScale(this.model.get("scale"));
+    const raw = this.raw;
+    this.lut = raw ? pickLut(this.model.get("luts"), name, signed) : null;
+    const layer = raw ? mapLayer(raw.values, raw.h, raw.w, this.H, this.W, [low, high], signed, this.lut) : {};
+    this.heat = layer.heat || null;
+    this.heat01 = layer.heat01 || null;
+    this.heatRGB = layer.rgb || null;
+    this.weights = this.weightsAt = null;
+    this.legend.show({ caption: this.model.get("caption"), lut: this.lut, name, scale: [low, high], signed,
+                       unit: this.model.get("unit") || "" });
   }
 
   loadMask() {
@@ -868,7 +1080,18 @@ class CanvasView {
 
   paint() {
     if (!this.imageData) return;
-    composite(this.imageData.data, this.image, this.heatRGB, this.model.get("opacity"), this.mask);
+    const signed = !!this.model.get("signed");
+    const spotlight = cmapName(this.model.get("cmap"), signed) === SPOTLIGHT;
+    const opacity = Math.min(1, Math.max(0, Number(this.model.get("opacity")) || 0));
+    let weights = null;
+    if (signed && !spotlight && this.heat01) {
+      if (this.weightsAt !== opacity) {
+        this.weights = mapWeights(this.heat01, opacity);
+        this.weightsAt = opacity;
+      }
+      weights = this.weights;
+    }
+    composite(this.imageData.data, this.image, this.heatRGB, opacity, this.mask, weights, spotlight);
     this.ctx.putImageData(this.imageData, 0, 0);
   }
 
@@ -918,14 +1141,19 @@ Object.assign(CanvasView.prototype, pointerMethods);
 
 // ---- canvas/index.js ----
 // The canvas entry: the anywidget front-end of nbexplain.widgets.HeatmapCanvas, bundled into
-// nbexplain/static/canvas.js. The image with its heatmap composited on a <canvas>, hover readout,
-// brush painting, patch occluder, busy indicator, error overlay.
+// nbexplain/static/canvas.js. The image with its heatmap composited on a <canvas>, its caption and
+// colour bar, hover readout, brush painting, patch occluder, busy indicator, error overlay.
 //
 // Model contract (the traits are declared on HeatmapCanvas in nbexplain/widgets/canvas.py):
 //   image, image_shape       the picture: RGBA bytes, H×W×4, and [H, W] (no bytes: the map alone)
-//   heatmap, heatmap_shape   the map at the method's resolution: float32 bytes, h×w, values in
-//                            [0, 1] (signed maps have 0 at 0.5), and [h, w]; upsampled here
-//   signed, cmap, luts       colouring: cmap "auto" or a name in luts (name -> 256×3 table)
+//   heatmap, heatmap_shape   the map at the method's resolution: float32 bytes, h×w, raw values
+//                            (the method's unit), and [h, w]; upsampled here
+//   scale                    [low, high]: the raw values at the colour scale's ends; a value is
+//                            coloured at (v - low) / (high - low), clipped (lib/scale.js)
+//   unit, caption            what a value is; what the map is (class · method · layer), drawn
+//                            with the colour bar (legend.js); the readout prints raw values
+//   signed, cmap, luts       colouring: cmap "auto" or a name in luts (name -> 256×3 table); a
+//                            signed map is weighted by its magnitude, "gray" is a spotlight
 //   opacity                  the map's opacity over the picture, 0..1
 //   mode, brush_size         "explain" | "brush" | "patch"; brush radius / patch side, in pixels
 //   mask_version, mask_bytes a new mask_version reloads the mask from mask_bytes (H×W uint8)
@@ -949,5 +1177,5 @@ function render({ model, el }) {
 }
 
 
-export { asBytes, asFloat32, asShape, upsampleBilinear, pickLut, grayLut, lutIndex, colorize, MASK_COLOR, MASK_ALPHA, composite, StrokeBatcher, LatestCoalescer, toPixel, bresenham, discSpans, stampDisc, paintStroke, squareBounds };
+export { asBytes, asFloat32, asShape, cmapName, SPOTLIGHT, pickLut, grayLut, lutIndex, colorize, MASK_COLOR, MASK_ALPHA, composite, upsampleBilinear, asScale, position, positions, signedWeight, formatG, formatReading, mapLayer, mapWeights, StrokeBatcher, LatestCoalescer, toPixel, bresenham, discSpans, stampDisc, paintStroke, squareBounds };
 export default { render };

@@ -2,7 +2,8 @@
 
 It numbers its requests and shows only the latest, so a slow stale result never replaces a newer
 one; a cached result is shown at once, in the caller's thread, anything else is computed on the
-worker thread (``scheduler.py``).
+worker thread (``scheduler.py``). A map reaches the canvas as its raw values at the method's own
+resolution with their colour scale, unit and a caption (``show_explanation``).
 """
 
 from __future__ import annotations
@@ -12,26 +13,40 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import numpy as np
+import torch
 
-from .. import render
 from ..engine import registry
 from ..engine.context import Cancelled
+from ..engine.maps import MapValues
+from ..engine.results import default_values
 from .cached import CachedExplainer
 from .scheduler import Job, Scheduler
 
 PREVIEW_INTERVAL = 0.1  # seconds between coarse previews of a progressive map
 
 
-def canvas_map(explanation: Any) -> tuple[np.ndarray, bool]:
-    """What the canvas gets for an explanation: a layer map at its own resolution (the browser
-    upsamples), any other map at input resolution; and whether it is signed."""
-    spec = registry.get(explanation.method)
-    values = explanation.attribution
-    own_resolution = values.ndim == 2 and tuple(values.shape) != explanation.map.shape
-    if own_resolution and spec.to_map is None and not spec.signed:
-        return render.normalize_minmax(values), False
-    return np.ascontiguousarray(explanation.map, dtype=np.float32), bool(explanation.signed)
+def canvas_caption(explanation: Any) -> str:
+    """The canvas's caption: the class first, so it reads at a glance, then the method and layer
+    (the colour bar under the picture says what the colours mean)."""
+    e = explanation
+    where = f" · layer {e.layer}" if e.layer else ""
+    return f"{e.label} (class {e.target}, logit {e.score:.3g}) · {e.method}{where}"
+
+
+def show_explanation(canvas: Any, explanation: Any) -> None:
+    """Put ``explanation`` on ``canvas``: its raw values at the method's own resolution (a layer's
+    grid, or the input's pixels; the browser upsamples and colours them), scale, unit, caption."""
+    canvas.set_heatmap(explanation.values, caption=canvas_caption(explanation))
+
+
+def preview_values(method: str, partial: Any, size: tuple[int, int], params: dict) -> MapValues:
+    """A progressive method's partial attribution on the same kind of scale as its final map."""
+    spec = registry.get(method)
+    attribution = torch.as_tensor(partial).detach().float().cpu()
+    if spec.to_map is not None:
+        values = spec.to_map(attribution, None, params)  # occlusion's reads no context
+        return values if values.unit else values.with_unit(spec.unit)
+    return default_values(spec, attribution, size)
 
 
 class MapView:
@@ -79,7 +94,9 @@ class MapView:
             now = time.perf_counter()
             if partial is not None and now - self._preview_at > PREVIEW_INTERVAL:
                 self._preview_at = now
-                self._preview(partial, registry.get(method).signed)
+                with self._lock:  # stop() redraws under the lock: no preview lands after it
+                    if seq == self._seq:
+                        self._preview(partial, method, target, params, x)
             if progress is not None:
                 progress(fraction)
 
@@ -92,6 +109,7 @@ class MapView:
             except Cancelled:  # by stop(), a newer request (which shows itself) or close()
                 with self._lock:
                     if seq == self._seq:
+                        self._redraw()
                         self._set_status("stopped", busy=False)
             except Exception as error:
                 self.show_error(error, seq)
@@ -105,7 +123,7 @@ class MapView:
         e = self.explanation
         if self.status != "ready" or e is None:
             return {"computing": f"computing {self.describe} …", "stopped": "stopped",
-                    "error": "error (see below)"}.get(self.status, "…")
+                    "error": "error (shown on the picture)"}.get(self.status, "…")
         where = f" · {e.layer}" if e.layer else ""
         ms = f" · {self.last_ms:.0f} ms" if self.last_ms is not None else ""
         return f"{e.method}{where} · {e.label} (score {e.score:.3g}){ms}"
@@ -114,30 +132,38 @@ class MapView:
         """Drop the pending request and stop the running one (if it checks ``should_stop``)."""
         with self._lock:
             self._seq += 1
+            self.requested = None  # nothing is being served: the same request runs again if asked
             if self.status == "computing":
+                self._redraw()
                 self._set_status("stopped", busy=False)
         self.scheduler.cancel(self.lane)
+
+    def _redraw(self) -> None:
+        """Show ``explanation`` again, so a stopped map's preview does not stay in its place."""
+        if self.explanation is None:
+            self.canvas.set_heatmap(None)
+        else:
+            show_explanation(self.canvas, self.explanation)
 
     def _show(self, explanation: Any, seq: int, started: float) -> None:
         with self._lock:
             if seq != self._seq:
                 return  # a newer request is on its way
             self.explanation = explanation
-            heat, signed = canvas_map(explanation)
-            self.canvas.set_heatmap(heat, signed=signed)
+            show_explanation(self.canvas, explanation)
             self.last_ms = 1000 * (time.perf_counter() - started)
             self.error = ""
             self.canvas.error = ""
             self._set_status("ready", busy=False)
 
-    def _preview(self, partial: Any, signed: bool) -> None:
-        """A coarse map while a progressive method (occlusion) refines it."""
+    def _preview(self, partial: Any, method: str, target: int | None, params: dict, x: Any) -> None:
+        """A coarse map while a progressive method (occlusion) refines it, captioned as such."""
         try:
-            values = partial.detach().float().cpu().numpy() if hasattr(partial, "detach") else partial
-            values = np.nan_to_num(np.asarray(values, np.float32))
-            values = values.sum(0) if values.ndim == 3 else values
-            scaled = render.normalize_signed(values) if signed else render.normalize_minmax(values)
-            self.canvas.set_heatmap(scaled, signed=signed)
+            size = tuple(x.shape[-2:])
+            labels = getattr(self.engine.explainer, "labels", None)
+            name = "top class" if target is None else labels.name(target) if labels else f"class {target}"
+            caption = f"{name} · {method} · coarse preview, refining …"
+            self.canvas.set_heatmap(preview_values(method, partial, size, params), caption=caption)
         except Exception as error:  # a preview only: say why it is missing, keep computing
             self.describe = f"{self.describe} (no preview: {error})"
 
@@ -147,6 +173,8 @@ class MapView:
                 return
             self.error = f"{type(error).__name__}: {error}"
             self.canvas.error = self.error
+            self.explanation = None  # no map of another request stays on screen as if it were this one
+            self.canvas.set_heatmap(None)
             self._set_status("error", busy=False)
 
     def _set_status(self, status: str, busy: bool) -> None:

@@ -174,16 +174,34 @@ def upsample_bilinear(src: np.ndarray, H: int, W: int) -> np.ndarray:
     return (top + (bottom - top) * fy[:, None]).astype(np.float32)
 
 
+def scale_positions(heat: np.ndarray, H: int, W: int, scale=(0.0, 1.0), signed: bool = False) -> np.ndarray:
+    """Where the upsampled raw ``heat`` sits on its colour scale, [0, 1], as js/src/lib/scale.js
+    computes it (float32 values, double arithmetic, a float32 result)."""
+    up = upsample_bilinear(heat, H, W).astype(np.float64)
+    low, high = (float(v) for v in scale)
+    if not high - low > 0:
+        return np.full(up.shape, 0.5 if signed else 0.0)
+    t = np.nan_to_num(np.clip((up - low) / (high - low), 0, 1))
+    return t.astype(np.float32).astype(np.float64)
+
+
 def expected_composite(rgb: np.ndarray, heat: np.ndarray | None, cmap: str = "jet", opacity: float = 0.5,
-                       mask_u8: np.ndarray | None = None) -> np.ndarray:
-    """What the front-end should paint (H×W×3 uint8), from js/src/lib/lut.js composite()."""
+                       mask_u8: np.ndarray | None = None, scale=(0.0, 1.0),
+                       signed: bool = False) -> np.ndarray:
+    """What the front-end should paint (H×W×3 uint8) for the raw ``heat`` on ``scale``, from
+    js/src/lib/layer.js and lut.js composite(): a signed map weighted by its magnitude, gray as a
+    spotlight (nbexplain.render.overlay does the same)."""
     H, W = rgb.shape[:2]
     out = rgb.astype(np.float64)
     if heat is not None:
-        up = upsample_bilinear(heat, H, W).astype(np.float64)
-        index = np.clip(np.floor(np.nan_to_num(up) * 255 + 0.5), 0, 255).astype(int)
+        t = scale_positions(heat, H, W, scale, signed)
+        index = np.clip(np.floor(t * 255 + 0.5), 0, 255).astype(int)
         colors = render.lut(cmap)[index].astype(np.float64)
-        out = out * (1 - opacity) + colors * opacity
+        if cmap == render.SPOTLIGHT:
+            out = out * (1 - opacity) + out * colors / 255 * opacity
+        else:
+            a = np.minimum(1.0, 2 * opacity * np.sqrt(np.abs(2 * t - 1)))[..., None] if signed else opacity
+            out = out * (1 - a) + colors * a
     if mask_u8 is not None:
         k = (mask_u8.astype(np.float64) / 255 * 0.5)[..., None]
         out = out * (1 - k) + np.array([255, 0, 255], np.float64) * k

@@ -26,6 +26,27 @@ explorer
 """
 
 
+# A signed map at the picture's resolution, on the scale (-2, 2): positive on the left, zero in
+# the middle band, negative on the right, with one value (-3) beyond the scale's end.
+SIGNED_SCALE = (-2.0, 2.0)
+SIGNED_CODE = f"""
+signed = np.zeros((H, W), np.float32)
+signed[:, :32] = np.linspace(0.2, 2.0, 32)[None, :]
+signed[:, 64:] = -np.linspace(0.2, 2.0, 32)[None, :]
+signed[40, 90] = -3.0
+canvas.set_heatmap(signed, signed=True, scale={SIGNED_SCALE}, unit="logit share",
+                   caption="tabby (class 281) · integrated_gradients")
+"""
+
+
+def signed_map() -> np.ndarray:
+    signed = np.zeros((H, W), np.float32)
+    signed[:, :32] = np.linspace(0.2, 2.0, 32)[None, :]
+    signed[:, 64:] = -np.linspace(0.2, 2.0, 32)[None, :]
+    signed[40, 90] = -3.0
+    return signed
+
+
 def picture() -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W]
     return np.stack([xx * 255 // (W - 1), yy * 255 // (H - 1), np.full_like(xx, 80)], -1).astype(np.uint8)

@@ -1,9 +1,12 @@
-"""HeatmapCanvas alone in a real browser: pixels, hover readout, brush, patch, overlays."""
+"""HeatmapCanvas alone in a real browser: pixels, colour bar and caption, hover readout (raw
+values), signed maps and the gray spotlight, brush, patch, overlays."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from nbexplain import render
 
 from .harness import (
     Stopwatch,
@@ -11,11 +14,12 @@ from .harness import (
     canvas_pixels,
     client_point,
     expected_composite,
+    scale_positions,
     upsample_bilinear,
     wait_canvas,
     wait_pixels,
 )
-from .notebooks import HEAT, H, W, picture
+from .notebooks import HEAT, SIGNED_CODE, SIGNED_SCALE, H, W, picture, signed_map
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +53,10 @@ def test_canvas_in_jupyterlab(lab):
     # 2. hover readout: coordinates and the upsampled value under the cursor
     page.mouse.move(*client_point(canvas, 30, 20))
     value = upsample_bilinear(HEAT, H, W)[20, 30]
-    assert readout_shows(page, output, "x 30, y 20") == f"x 30, y 20 · {value:.3f}"
+    assert readout_shows(page, output, "x 30, y 20") == f"x 30, y 20 · {value:.4g}"
+    # the colour bar (jet, the map's default scale 0..1) under the picture; no caption was given
+    assert_legend(output, "jet", ("0", "0.5", "1"))
+    assert not output.locator(".nbx-caption").first.is_visible()
     clock.lap("hover")
 
     # 3. opacity and colormap are applied in the browser
@@ -133,7 +140,52 @@ def test_canvas_in_jupyterlab(lab):
     wait_pixels(canvas, expected_composite(picture(), HEAT[::-1]), "new heatmap")
     probe.run("canvas.set_heatmap(heat)")
     clock.lap("latency")
+
+    # 9. raw values on a signed scale: magnitude-weighted, the photo itself where the map is zero,
+    # the raw value (also beyond the scale's end) in the readout, the caption and colour bar
+    probe.run(SIGNED_CODE)
+    signed = signed_map()
+    pixels = wait_pixels(canvas, expected_composite(picture(), signed, "bwr", 0.5, scale=SIGNED_SCALE,
+                                                    signed=True), "signed")
+    zero = np.abs(scale_positions(signed, H, W, SIGNED_SCALE, True) - 0.5) < 1e-9
+    assert zero[:, 40:56].all()
+    np.testing.assert_array_equal(pixels[zero][:, :3], picture()[zero])  # no white wash at zero
+    end = render.lut("bwr")[255].astype(int)  # the scale's end shows its colour-bar colour
+    assert np.abs(pixels[10, 31, :3].astype(int) - end).max() <= 1
+    page.mouse.move(*client_point(canvas, 90, 40))
+    assert readout_shows(page, output, "x 90, y 40") == "x 90, y 40 · -3 logit share"
+    page.mouse.move(*client_point(canvas, 10, 5))
+    assert readout_shows(page, output, "x 10, y 5") == f"x 10, y 5 · +{signed[5, 10]:.4g} logit share"
+    caption = output.locator(".nbx-caption").first
+    assert caption.is_visible() and caption.locator("b").text_content() == "tabby (class 281)"
+    assert caption.text_content() == "tabby (class 281) · integrated_gradients"
+    assert_legend(output, "bwr", ("-2", "0", "2"), "logit share · signed: zero shows the photo")
+
+    # 10. gray is a spotlight: the photo dimmed where the map is low, kept where it is high
+    probe.run("canvas.cmap = 'gray'")
+    pixels = wait_pixels(canvas, expected_composite(picture(), signed, "gray", 0.5, scale=SIGNED_SCALE,
+                                                    signed=True), "spotlight")
+    np.testing.assert_array_equal(pixels[10, 31, :3], picture()[10, 31])  # the top: the photo itself
+    assert_legend(output, "gray", ("-2", "0", "2"))
+    probe.run("canvas.cmap = 'auto'; canvas.set_heatmap(heat)")
+    wait_pixels(canvas, expected_composite(picture(), HEAT), "back")
+    clock.lap("scale")
     clock.report()
+
+
+def assert_legend(output, cmap: str, ticks: tuple[str, str, str], unit: str | None = None) -> None:
+    """The colour bar shows ``cmap``'s 256 colours and is labelled ``ticks`` (low, middle, high)."""
+    legend = output.locator(".nbx-legend").first
+    assert legend.is_visible()
+    bar = legend.locator("canvas.nbx-colorbar")
+    output.page.wait_for_function("([el, c]) => el.dataset.cmap === c", arg=[bar.element_handle(), cmap])
+    colours = canvas_pixels(bar)[0, :, :3]
+    np.testing.assert_array_equal(colours, render.lut(cmap))
+    assert bar.bounding_box()["width"] > 400  # as wide as the picture
+    shown = tuple(legend.locator(f".nbx-{part}").text_content() for part in ("low", "mid", "high"))
+    assert shown == ticks
+    if unit is not None:
+        assert legend.locator(".nbx-unit").text_content() == unit
 
 
 def test_canvas_in_voila(voila):

@@ -43,7 +43,8 @@ def _nbx_state(c=None):
     return _json.dumps({
         "image": _b64.b64encode(c.image).decode(), "shape": list(c.image_shape),
         "heat": _b64.b64encode(c.heatmap).decode(), "heat_shape": list(c.heatmap_shape),
-        "signed": c.signed, "cmap": c.cmap, "opacity": c.opacity,
+        "signed": c.signed, "cmap": c.cmap, "opacity": c.opacity, "scale": list(c.scale),
+        "unit": c.unit, "caption": c.caption,
         "mask": _b64.b64encode(c.mask_u8.tobytes()).decode(),
         "layer": explorer.layer, "target": explorer.target, "status": explorer.status,
         "e_layer": None if e is None else e.layer, "e_target": None if e is None else e.target,
@@ -87,7 +88,8 @@ def kernel_state(probe: KernelProbe) -> dict:
 
 def expected(state: dict) -> np.ndarray:
     cmap = state["cmap"] if state["cmap"] != "auto" else ("bwr" if state["signed"] else "jet")
-    return expected_composite(state["rgb"], state["heatmap"], cmap, state["opacity"], state["mask_u8"])
+    return expected_composite(state["rgb"], state["heatmap"], cmap, state["opacity"], state["mask_u8"],
+                              scale=state["scale"], signed=state["signed"])
 
 
 def shows(page, canvas, probe, label: str, timeout: float = 20) -> tuple[dict, np.ndarray]:

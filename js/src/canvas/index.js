@@ -1,12 +1,17 @@
 // The canvas entry: the anywidget front-end of nbexplain.widgets.HeatmapCanvas, bundled into
-// nbexplain/static/canvas.js. The image with its heatmap composited on a <canvas>, hover readout,
-// brush painting, patch occluder, busy indicator, error overlay.
+// nbexplain/static/canvas.js. The image with its heatmap composited on a <canvas>, its caption and
+// colour bar, hover readout, brush painting, patch occluder, busy indicator, error overlay.
 //
 // Model contract (the traits are declared on HeatmapCanvas in nbexplain/widgets/canvas.py):
 //   image, image_shape       the picture: RGBA bytes, H×W×4, and [H, W] (no bytes: the map alone)
-//   heatmap, heatmap_shape   the map at the method's resolution: float32 bytes, h×w, values in
-//                            [0, 1] (signed maps have 0 at 0.5), and [h, w]; upsampled here
-//   signed, cmap, luts       colouring: cmap "auto" or a name in luts (name -> 256×3 table)
+//   heatmap, heatmap_shape   the map at the method's resolution: float32 bytes, h×w, raw values
+//                            (the method's unit), and [h, w]; upsampled here
+//   scale                    [low, high]: the raw values at the colour scale's ends; a value is
+//                            coloured at (v - low) / (high - low), clipped (lib/scale.js)
+//   unit, caption            what a value is; what the map is (class · method · layer), drawn
+//                            with the colour bar (legend.js); the readout prints raw values
+//   signed, cmap, luts       colouring: cmap "auto" or a name in luts (name -> 256×3 table); a
+//                            signed map is weighted by its magnitude, "gray" is a spotlight
 //   opacity                  the map's opacity over the picture, 0..1
 //   mode, brush_size         "explain" | "brush" | "patch"; brush radius / patch side, in pixels
 //   mask_version, mask_bytes a new mask_version reloads the mask from mask_bytes (H×W uint8)

@@ -4,6 +4,7 @@
 // click in explain mode ("pick"). Their state (cursor, down, patchKey, patchSent, batcher, patches)
 // is set up in CanvasView's constructor.
 import { paintStroke, squareBounds, toPixel } from "../lib/raster.js";
+import { formatReading } from "../lib/scale.js";
 
 export const pointerMethods = {
   // -- cursor and readout ------------------------------------------------------------------
@@ -50,8 +51,9 @@ export const pointerMethods = {
   readoutAt(x, y) {
     let text = `x ${x}, y ${y}`;
     if (this.heat) {
+      // the raw value under the cursor (the map upsampled as it is painted), in the method's unit
       const v = this.heat[y * this.W + x];
-      text += this.model.get("signed") ? ` · ${v >= 0.5 ? "+" : ""}${(2 * v - 1).toFixed(3)}` : ` · ${v.toFixed(3)}`;
+      text += ` · ${formatReading(v, !!this.model.get("signed"), this.model.get("unit") || "")}`;
     }
     this.readout.textContent = text;
   },

@@ -1,20 +1,16 @@
-// CanvasView: one view of a HeatmapCanvas model. It builds the DOM (canvas, cursor overlay, busy
-// indicator, error overlay, readout), listens to the model's traits, loads what changed (image,
-// heatmap upsampled and coloured here, mask) and composites it on the next animation frame; it
-// reports input-to-paint latency ("rendered"). Pointer handling is in pointer.js.
+// CanvasView: one view of a HeatmapCanvas model. It builds the DOM (caption, canvas, cursor
+// overlay, busy indicator, error overlay, colour bar, readout), listens to the model's traits,
+// loads what changed (image; the raw heatmap upsampled, put on its scale and coloured here; mask)
+// and composites it on the next animation frame; it reports input-to-paint latency ("rendered").
+// Pointer handling is in pointer.js, the caption and colour bar in legend.js.
 import { asBytes, asFloat32, asShape } from "../lib/codec.js";
-import { upsampleBilinear } from "../lib/bilinear.js";
-import { colorize, composite, pickLut } from "../lib/lut.js";
+import { cmapName, composite, pickLut, SPOTLIGHT } from "../lib/lut.js";
+import { mapLayer, mapWeights } from "../lib/layer.js";
+import { asScale } from "../lib/scale.js";
 import { LatestCoalescer, StrokeBatcher } from "../lib/coalesce.js";
+import { Legend, make } from "./legend.js";
 import { pointerMethods } from "./pointer.js";
 import { STYLE } from "./style.js";
-
-function make(tag, className, parent) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (parent) parent.appendChild(node);
-  return node;
-}
 
 const INPUT_EVENTS = ["input", "change", "pointerdown", "keydown", "pointermove"];
 const STALE_INPUT_MS = 10000;
@@ -26,8 +22,13 @@ export class CanvasView {
     this.W = 0;
     this.H = 0;
     this.image = null; // RGBA bytes, H×W×4
-    this.heat = null; // upsampled float32 H×W
+    this.raw = null; // {values, h, w}: the map's raw values at its own resolution
+    this.heat = null; // upsampled raw values, float32 H×W (the readout prints them)
     this.heatRGB = null; // colorized heat, H×W×3
+    this.heat01 = null; // the heat's positions on its scale, [0, 1]
+    this.weights = null; // a signed map's per-pixel opacity (render.signed_weight) at `weightsAt`
+    this.weightsAt = null;
+    this.lut = null; // the colormap that paints, 256×3
     this.mask = new Uint8Array(0);
     this.imageData = null;
     this.localError = "";
@@ -74,6 +75,7 @@ export class CanvasView {
       }
       this.showError();
     });
+    this.legend = new Legend(this.root, this.stage);
     this.readout = make("div", "nbx-readout", this.root);
     this.readout.textContent = "\u00a0";
     this.ctx = this.canvas.getContext("2d");
@@ -126,8 +128,11 @@ export class CanvasView {
     });
     this.on("change:heatmap_shape", mark("heat", "paint"));
     this.on("change:signed", mark("color", "paint"));
+    this.on("change:scale", mark("color", "paint"));
     this.on("change:cmap", mark("color", "paint"));
     this.on("change:luts", mark("color", "paint"));
+    this.on("change:unit", mark("color"));
+    this.on("change:caption", mark("color"));
     this.on("change:opacity", mark("paint"));
     this.on("change:mask_version", mark("mask", "paint"));
     this.on("change:display_width", () => this.layout());
@@ -221,10 +226,9 @@ export class CanvasView {
     const [h, w] = asShape(this.model.get("heatmap_shape"));
     const raw = this.model.get("heatmap");
     const bytes = asBytes(raw);
-    this.heat = null;
+    this.raw = null;
     if (bytes.byteLength && h * w > 0 && this.W && this.H) {
-      const small = asFloat32(bytes, h * w);
-      this.heat = upsampleBilinear(small, h, w, this.H, this.W);
+      this.raw = { values: asFloat32(bytes, h * w), h, w };
     } else if (bytes.byteLength && bytes.byteLength !== h * w * 4) {
       this.localError = `heatmap: ${bytes.byteLength} bytes do not fit ${h}×${w} float32`;
     }
@@ -232,12 +236,18 @@ export class CanvasView {
   }
 
   loadColor() {
-    if (!this.heat) {
-      this.heatRGB = null;
-      return;
-    }
-    const lut = pickLut(this.model.get("luts"), this.model.get("cmap"), !!this.model.get("signed"));
-    this.heatRGB = colorize(this.heat, lut);
+    const signed = !!this.model.get("signed");
+    const name = cmapName(this.model.get("cmap"), signed);
+    const [low, high] = asScale(this.model.get("scale"));
+    const raw = this.raw;
+    this.lut = raw ? pickLut(this.model.get("luts"), name, signed) : null;
+    const layer = raw ? mapLayer(raw.values, raw.h, raw.w, this.H, this.W, [low, high], signed, this.lut) : {};
+    this.heat = layer.heat || null;
+    this.heat01 = layer.heat01 || null;
+    this.heatRGB = layer.rgb || null;
+    this.weights = this.weightsAt = null;
+    this.legend.show({ caption: this.model.get("caption"), lut: this.lut, name, scale: [low, high], signed,
+                       unit: this.model.get("unit") || "" });
   }
 
   loadMask() {
@@ -283,7 +293,18 @@ export class CanvasView {
 
   paint() {
     if (!this.imageData) return;
-    composite(this.imageData.data, this.image, this.heatRGB, this.model.get("opacity"), this.mask);
+    const signed = !!this.model.get("signed");
+    const spotlight = cmapName(this.model.get("cmap"), signed) === SPOTLIGHT;
+    const opacity = Math.min(1, Math.max(0, Number(this.model.get("opacity")) || 0));
+    let weights = null;
+    if (signed && !spotlight && this.heat01) {
+      if (this.weightsAt !== opacity) {
+        this.weights = mapWeights(this.heat01, opacity);
+        this.weightsAt = opacity;
+      }
+      weights = this.weights;
+    }
+    composite(this.imageData.data, this.image, this.heatRGB, opacity, this.mask, weights, spotlight);
     this.ctx.putImageData(this.imageData, 0, 0);
   }
 

@@ -1,4 +1,4 @@
-// Brush and patch rasterization. nbexplain/widgets/canvas.py implements the same integer
+// Brush and patch rasterization. nbexplain/widgets/raster.py implements the same integer
 // algorithm, so the mask painted here and the kernel's copy agree pixel for pixel:
 // - points are integer input-pixel coordinates (the pixel under the cursor);
 // - a stroke is a polyline; each segment p[i] -> p[i+1] is walked with Bresenham's algorithm
