@@ -95,6 +95,16 @@ def freeze(value: Any) -> Hashable:
     return value
 
 
+def same_frozen(a: Any, b: Any) -> bool:
+    """Whether two parameter values are the same for the cache (a state field's ``same``)."""
+    return freeze(a) == freeze(b)
+
+
+def same_mask(a: Any, b: Any) -> bool:
+    """Whether two masks are the same for the cache: the same uint8 levels."""
+    return mask_digest(a) == mask_digest(b)
+
+
 def mask_digest(mask: np.ndarray | None) -> str | None:
     """A short content hash of a blend mask (as the uint8 the browser keeps); ``None`` when empty."""
     if mask is None:

@@ -104,6 +104,12 @@ class CachedExplainer:
             self._session[1].close()
             self._session = None
 
+    def clear(self) -> None:
+        """Free the kept forward pass and every kept result (a closed widget holds no memory)."""
+        self.close()
+        self.explanations.clear()
+        self.predictions.clear()
+
     def _store(self, image, method, target, params, layer, explanation) -> None:
         self.explanations.put(self.explanation_key(image, method, target, params, layer), explanation)
         if target is None:  # the top-1 class, asked for by its index, is the same map

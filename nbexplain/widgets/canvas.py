@@ -1,23 +1,27 @@
 """HeatmapCanvas: the picture with its heatmap on a browser canvas (anywidget).
 
 The kernel sends the picture once (exact RGBA bytes) and each new map at the method's own
-resolution (float32 bytes, e.g. 7×7 for Grad-CAM); the browser upsamples, colours and composites
-it, so opacity and colormap changes never round-trip to the kernel. Brush strokes and the patch
+resolution (raw float32 values, e.g. 7×7 for Grad-CAM) with the raw values at its colour scale's
+ends, its unit and a caption; the browser upsamples, puts the values on the scale, colours and
+composites them, and draws the caption and a colour bar, so opacity and colormap changes never
+round-trip to the kernel and the hover readout shows raw values. Brush strokes and the patch
 occluder come back as custom messages, coalesced by the browser to at most one per animation
 frame (trait updates would be dropped while the kernel is busy). The browser paints strokes at
 once; this class applies the same integer rasterization to its own copy of the mask
-(see ``js/src/lib/raster.js``), so both agree pixel for pixel.
+(``raster.py``, as ``js/src/lib/raster.js``), so both agree pixel for pixel. The page is not
+trusted: every message is checked and bounded (``messages.py``), is taken in its own mode only,
+and the picture's size is the kernel's own record; a trait write from the page is taken only
+where the page's own view writes one (``PAGE_WRITES``).
 
 The front-end source lives in ``js/src/`` and ships bundled as ``nbexplain/static/canvas.js``.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import traceback
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,81 +30,21 @@ import numpy as np
 import traitlets as t
 
 from .. import render
+from . import messages
+from .raster import bresenham, disc, paint_stroke, square_bounds, stamp_disc  # noqa: F401  (the canvas's API)
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
 MODES = ("explain", "brush", "patch")  # the canvas modes (also the Explorer's mode values)
+# What the page may write (its view dismisses an error; ipywidgets counts the views); a write to
+# any other trait (image_shape, mode, brush_size, mask_version, …) is answered with the kernel's value.
+PAGE_WRITES: dict[str, Callable[[Any], bool]] = {
+    "error": lambda value: value == "",
+    "_view_count": lambda value: value is None or (type(value) is int and 0 <= value <= 2**20),
+}
 
 
 def _luts() -> dict[str, list[int]]:
     return {name: render.lut(name).reshape(-1).tolist() for name in render.colormaps()}
-
-
-# -- rasterization shared with the browser (js/src/lib/raster.js) ---------------------------------
-def bresenham(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
-    """Pixels of the Bresenham line from (x0, y0) to (x1, y1), both ends included."""
-    points = []
-    dx, sx = abs(x1 - x0), (1 if x0 < x1 else -1)
-    dy, sy = -abs(y1 - y0), (1 if y0 < y1 else -1)
-    err = dx + dy
-    while True:
-        points.append((x0, y0))
-        if x0 == x1 and y0 == y1:
-            return points
-        e2 = 2 * err
-        if e2 >= dy:
-            err += dy
-            x0 += sx
-        if e2 <= dx:
-            err += dx
-            y0 += sy
-
-
-_DISCS: dict[int, np.ndarray] = {}
-
-
-def disc(radius: int) -> np.ndarray:
-    """Boolean (2r+1)×(2r+1) disc: offsets with dx² + dy² <= r² + r."""
-    r = max(0, int(radius))
-    if r not in _DISCS:
-        d = np.arange(-r, r + 1)
-        _DISCS[r] = (d[:, None] ** 2 + d[None, :] ** 2) <= r * r + r
-    return _DISCS[r]
-
-
-def stamp_disc(mask: np.ndarray, x: int, y: int, radius: int, value: int) -> None:
-    """Write ``value`` into the disc of ``radius`` at (x, y) of ``mask`` (H×W uint8), clipped."""
-    h, w = mask.shape
-    r = max(0, int(radius))
-    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + r + 1), min(h, y + r + 1)
-    if x0 >= x1 or y0 >= y1:
-        return
-    d = disc(r)[y0 - (y - r) : y1 - (y - r), x0 - (x - r) : x1 - (x - r)]
-    mask[y0:y1, x0:x1][d] = value
-
-
-def paint_stroke(mask: np.ndarray, points: Sequence[Sequence[int]], radius: int, value: int) -> np.ndarray:
-    """Paint the polyline ``points`` with discs of ``radius`` along Bresenham lines (in order)."""
-    pts = [(int(p[0]), int(p[1])) for p in points]
-    if len(pts) == 1:
-        stamp_disc(mask, pts[0][0], pts[0][1], radius, value)
-    for (ax, ay), (bx, by) in itertools.pairwise(pts):
-        for x, y in bresenham(ax, ay, bx, by):
-            stamp_disc(mask, x, y, radius, value)
-    return mask
-
-
-def square_bounds(x: int, y: int, size: int, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """The clipped square of side ``size`` centred at (x, y): (x0, y0, x1, y1), ends exclusive."""
-    size = max(1, int(size))
-    x0, y0 = x - size // 2, y - size // 2
-    bx0, by0, bx1, by1 = max(0, x0), max(0, y0), min(width, x0 + size), min(height, y0 + size)
-    if bx0 >= bx1 or by0 >= by1:
-        return None
-    return bx0, by0, bx1, by1
-
-
-def _pixel(value: Any) -> int:
-    return math.floor(float(value))
 
 
 # -- the widget -------------------------------------------------------------------------------
@@ -112,13 +56,18 @@ class HeatmapCanvas(anywidget.AnyWidget):
     callbacks are shown over the canvas (``error``) and kept in ``errors``.
     """
 
-    _esm = _STATIC / "canvas.js"
+    # the bundle's text, not its path: for a path anywidget makes a class-wide FileContents whose
+    # change signal holds a closure over every instance, so no canvas could ever be freed
+    _esm = (_STATIC / "canvas.js").read_text()
 
     image = t.Bytes(b"").tag(sync=True)
     image_shape = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
     heatmap = t.Bytes(b"").tag(sync=True)
     heatmap_shape = t.Tuple(t.Int(), t.Int(), default_value=(0, 0)).tag(sync=True)
     signed = t.Bool(False).tag(sync=True)
+    scale = t.Tuple(t.Float(), t.Float(), default_value=(0.0, 1.0)).tag(sync=True)  # raw low, high
+    unit = t.Unicode("").tag(sync=True)
+    caption = t.Unicode("").tag(sync=True)
     cmap = t.Unicode("auto").tag(sync=True)
     luts = t.Dict().tag(sync=True)
     opacity = t.Float(0.5, min=0.0, max=1.0).tag(sync=True)
@@ -138,7 +87,8 @@ class HeatmapCanvas(anywidget.AnyWidget):
         self._patch_callbacks: list[Callable[[np.ndarray | None], Any]] = []
         self._pick_callbacks: list[Callable[[int, int], Any]] = []
         self._rendered_callbacks: list[Callable[[float], Any]] = []
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=messages.MAX_ERRORS)  # the latest tracebacks
+        self.refused: Counter[str] = Counter()  # messages and trait writes from the page not acted on
         self.latencies_ms: deque[float] = deque(maxlen=1000)
         self.last_latency_ms: float | None = None
         self.patch: tuple[int, int, int] | None = None
@@ -157,8 +107,8 @@ class HeatmapCanvas(anywidget.AnyWidget):
     # -- data in ---------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, int]:
-        """(H, W) of the picture."""
-        return tuple(self.image_shape)  # type: ignore[return-value]
+        """(H, W) of the picture: the kernel's own record (the synced ``image_shape`` is the page's copy)."""
+        return self._mask.shape  # type: ignore[return-value]
 
     def set_image(self, rgb: Any) -> None:
         """Show ``rgb`` (H×W×3 or H×W×4 uint8 array, a PIL image, or floats in [0, 1]).
@@ -185,24 +135,43 @@ class HeatmapCanvas(anywidget.AnyWidget):
             self.image_shape = (h, w)
             self.image = rgba.tobytes()
 
-    def set_heatmap(self, map01: Any | None, signed: bool = False) -> None:
-        """Show ``map01`` (h×w, values in [0, 1]; signed maps have 0 at 0.5) at its own resolution;
-        ``None`` removes the heatmap."""
+    def set_heatmap(self, values: Any | None, signed: bool = False, scale: tuple[float, float] | None = None,
+                    unit: str = "", caption: str = "") -> None:
+        """Show a map at its own resolution (h×w; the browser upsamples it); ``None`` removes it.
+
+        ``values`` are raw values with ``scale`` = (low, high), the values at the colour scale's
+        ends (the browser colours (v − low) / (high − low), clipped, and its readout prints ``v``
+        with ``unit``); or a ``MapValues``, which carries all three. Without a scale they are
+        taken as already on the scale, in [0, 1] (signed maps with zero at 0.5), and clipped.
+        """
+        if hasattr(values, "low") and hasattr(values, "values"):  # a MapValues
+            values, signed, scale, unit = values.values, values.signed, (values.low, values.high), values.unit
         with self.hold_sync():
-            if map01 is None:
+            self.caption = str(caption) if values is not None else ""
+            self.unit = str(unit)
+            self.signed = bool(signed)
+            if values is None:
                 self.heatmap = b""
                 self.heatmap_shape = (0, 0)
-                self.signed = bool(signed)
+                self.scale = (0.0, 1.0)
                 return
-            values = np.asarray(map01.detach().cpu().numpy() if hasattr(map01, "detach") else map01,
-                                dtype=np.float32)
-            values = np.squeeze(values) if values.ndim > 2 else values
-            if values.ndim != 2:
-                raise ValueError(f"heatmap must be 2-D (h, w); got shape {values.shape}")
-            values = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0).astype("<f4")
-            self.signed = bool(signed)
-            self.heatmap_shape = values.shape
-            self.heatmap = values.tobytes()
+            array = np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values,
+                               dtype=np.float32)
+            array = np.squeeze(array) if array.ndim > 2 else array
+            if array.ndim != 2:
+                raise ValueError(f"heatmap must be 2-D (h, w); got shape {array.shape}")
+            if scale is None:
+                low, high = 0.0, 1.0
+                array = np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0)
+            else:
+                low, high = (float(v) for v in scale)
+                if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                    raise ValueError(f"scale must be two finite numbers (low, high), low <= high; "
+                                     f"got {scale}")
+                array = np.nan_to_num(array, nan=0.0, posinf=high, neginf=low)
+            self.scale = (low, high)
+            self.heatmap_shape = array.shape
+            self.heatmap = array.astype("<f4").tobytes()
 
     def set_mask(self, mask: Any | None) -> None:
         """Replace the painted mask (H×W bool or floats in [0, 1]); ``None`` clears it.
@@ -293,52 +262,81 @@ class HeatmapCanvas(anywidget.AnyWidget):
     def clear_error(self) -> None:
         self.error = ""
 
-    # -- messages from the browser ---------------------------------------------------------
+    # -- what the page sends (it is not trusted: messages.py checks and bounds it all) ----------
+    def set_state(self, sync_data: dict) -> None:
+        """A trait write from the page: taken only for ``PAGE_WRITES``, else answered with ours."""
+        taken = {name: value for name, value in sync_data.items()
+                 if name in PAGE_WRITES and PAGE_WRITES[name](value)}
+        refused = [name for name in sync_data if name not in taken and name in self.keys]
+        try:
+            super().set_state(taken)
+        except Exception:  # a value the trait refuses after all
+            refused += list(taken)
+        if refused:
+            self.refused["state"] += 1
+            self.send_state(refused)
+
     def _handle_custom_msg(self, content: Any, buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
-        try:
-            if kind == "stroke":
-                self._stroke(content)
-            elif kind == "patch":
-                self._patch(content)
-            elif kind == "pick":
-                x, y = _pixel(content["x"]), _pixel(content["y"])
-                self._call(self._pick_callbacks, x, y)
-            elif kind == "rendered":
-                self._rendered(content)
-        except Exception as error:  # a malformed message: show it rather than lose it
-            self.show_error(error)
+        handler = {"stroke": self._stroke, "patch": self._patch, "pick": self._pick,
+                   "rendered": self._rendered}.get(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            try:
+                handler(content)
+            except Exception as error:  # malformed: refused, and shown rather than lost
+                self.refused[kind] += 1
+                if kind == "stroke":
+                    self._resend_mask()
+                self.show_error(error)
         super()._handle_custom_msg(content, buffers)
+
+    @t.observe("mode")
+    def _left_patch_mode(self, change: dict) -> None:
+        if change["new"] != "patch":
+            self.patch = None
+
+    def _in_mode(self, kind: str, mode: str) -> bool:
+        """A message of another mode (sent before a mode change arrived) is dropped quietly."""
+        if self.mode != mode:
+            self.refused[kind] += 1
+        return self.mode == mode
+
+    def _resend_mask(self) -> None:
+        """The page shows the kernel's mask again (it may have painted a stroke refused here)."""
+        with self.hold_sync():
+            self.mask_bytes = self._mask.tobytes()
+            self.mask_version += 1
 
     def _stroke(self, content: dict) -> None:
         h, w = self.shape
-        if self._mask.shape != (h, w):
-            self._mask = np.zeros((h, w), np.uint8)
-        points = [(_pixel(p[0]), _pixel(p[1])) for p in content.get("points") or []]
-        final = bool(content.get("final", False))
-        if points:
-            value = 0 if content.get("erase") else 255
-            paint_stroke(self._mask, points, int(content.get("size", self.brush_size)), value)
-        if final:
+        if not self._in_mode("stroke", "brush") or not h or not w:
+            self._resend_mask()
+            return
+        # a radius past the picture's diagonal paints nothing more from a point on it
+        stroke = messages.stroke(content, self.brush_size, math.ceil(math.hypot(h, w)))
+        if stroke.points:
+            paint_stroke(self._mask, stroke.points, stroke.size, 0 if stroke.erase else 255)
+        if stroke.final:
             # New views (the same widget displayed again) start from the painted mask; live views
             # only reload it when mask_version changes, so this does not disturb a stroke.
             self.mask_bytes = self._mask.tobytes()
-        self._call(self._mask_callbacks, self.mask, final)
+        self._call(self._mask_callbacks, self.mask, stroke.final)
 
     def _patch(self, content: dict) -> None:
-        if content.get("x") is None:
-            self.patch = None
-            self._call(self._patch_callbacks, None)
+        if not self._in_mode("patch", "patch"):
             return
-        x, y = _pixel(content["x"]), _pixel(content["y"])
-        size = int(content.get("size", self.brush_size))
-        self.patch = (x, y, size)
-        self._call(self._patch_callbacks, self.patch_mask(x, y, size))
+        self.patch = messages.patch(content, self.brush_size, 2 * max(self.shape) + 1)
+        self._call(self._patch_callbacks, None if self.patch is None else self.patch_mask(*self.patch))
+
+    def _pick(self, content: dict) -> None:
+        if not self._in_mode("pick", "explain"):
+            return
+        (x, y), (h, w) = messages.pick(content), self.shape
+        if not (0 <= x < w and 0 <= y < h):
+            raise messages.MessageError(f"pick ({x}, {y}) is off the {h}×{w} picture")
+        self._call(self._pick_callbacks, x, y)
 
     def _rendered(self, content: dict) -> None:
-        latency = content.get("latency_ms")
-        if latency is None:
-            latency = float(content["t_paint"]) - float(content["t_event"])
-        self.last_latency_ms = float(latency)
+        self.last_latency_ms = messages.latency(content)
         self.latencies_ms.append(self.last_latency_ms)
         self._call(self._rendered_callbacks, self.last_latency_ms)

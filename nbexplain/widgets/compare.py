@@ -27,7 +27,7 @@ from .arguments import (
     default_layer,
     prepare_image,
 )
-from .cache import CACHE_BYTES, freeze
+from .cache import CACHE_BYTES, same_frozen
 from .cached import CachedExplainer
 from .canvas import HeatmapCanvas
 from .controls import AUTO_CMAP, WIDE, TargetPicker, cmap_option, cmap_value, layer_slider
@@ -37,10 +37,6 @@ from .state import Field, Reactions, StateHost, bind, show, start
 from .view import MapView
 
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "gradcam")
-
-
-def _same_params(a: Any, b: Any) -> bool:
-    return freeze(a) == freeze(b)
 
 
 def _copy_params(params: dict | None) -> dict | None:
@@ -62,7 +58,7 @@ class Compare(StateHost, WidgetHost):
     opacity = Field("The heatmaps' opacity, 0..1.")
     cmap = Field("The colormap; ``None``: jet, or bwr for signed maps.")
     params = Field("Method -> its parameters (every one); set a dict for some of the methods.",
-                   same=_same_params, read=_copy_params)
+                   same=same_frozen, read=_copy_params)
 
     reactions = Reactions(
         bind("layer", "layer_slider", choices=True),
@@ -104,13 +100,15 @@ class Compare(StateHost, WidgetHost):
         self._x = prepare_image(self.explainer, image)
         self.image = image
         given = dict(target=target, opacity=opacity, cmap=cmap, **({} if layer is None else {"layer": layer}))
-        self._start(given, layer=default_layer(self.explainer))
+        self._last_layer = default_layer(self.explainer)  # where a last_layer_only method (cam) is pinned
+        self._start(given, layer=self._last_layer)
         self._predictions: list | None = None
         self._error = ""
 
         self.engine = CachedExplainer(self.explainer, size=cache_size, max_bytes=cache_bytes)
         self.scheduler = Scheduler(("predict", *self.methods), name="nbexplain-compare")
         self._build(columns)
+        self._follow_views()
         self._request_predictions()
         self._show_all()
 
@@ -136,6 +134,12 @@ class Compare(StateHost, WidgetHost):
         self.grid = W.GridBox(cells, layout=W.Layout(grid_template_columns=f"repeat({columns}, 320px)"))
         header = W.VBox([self.picker.box, self.layer_slider, W.HBox([self.opacity_slider, self.cmap_picker])])
         self.widget = W.VBox([header, self.error_label, self.grid])
+
+    def _map_views(self) -> list[MapView]:
+        return list(self.views.values())
+
+    def _release(self) -> None:
+        self._predictions = None
 
     def _parts(self) -> list[Any]:
         return [*self.canvases.values(), *self.labels.values(), *self.picker.widgets(), self.layer_slider,
@@ -213,7 +217,8 @@ class Compare(StateHost, WidgetHost):
             self._request(name)
 
     def _request(self, name: str) -> None:
-        layer = self.layer if self._specs[name].needs_layer else None
+        spec = self._specs[name]
+        layer = (self._last_layer if spec.last_layer_only else self.layer) if spec.needs_layer else None
         params = self.params[name]
         view = self.views[name]
         if view.requested != self.engine.explanation_key(0, name, self.target, params, layer):
@@ -242,6 +247,11 @@ class Compare(StateHost, WidgetHost):
                 self._show_target()
 
         self.scheduler.submit("predict", run)
+
+    def _views_back(self) -> None:
+        super()._views_back()
+        if self._predictions is None:  # stopped before they came
+            self._request_predictions()
 
     def _render(self, view: MapView) -> None:
         name = view.lane

@@ -33,7 +33,7 @@ from .arguments import (
     check_params,
     default_layer,
 )
-from .cache import CACHE_BYTES, freeze, mask_digest
+from .cache import CACHE_BYTES, mask_digest, same_frozen, same_mask
 from .cached import CachedExplainer
 from .canvas import HeatmapCanvas
 from .controls import Controls, cmap_option, cmap_value
@@ -47,14 +47,6 @@ from .view import MapView
 OPTIONS = ("opacity", "cmap", "mode", "brush_size", "baseline", "topk", "cache_size", "cache_bytes")
 MODEL_OPTIONS = ("preprocess", "labels", "device", "output")
 LANES = ("predict", "explain", "panel")  # served in this order
-
-
-def _same_params(a: Any, b: Any) -> bool:
-    return freeze(a) == freeze(b)
-
-
-def _same_mask(a: Any, b: Any) -> bool:
-    return mask_digest(a) == mask_digest(b)
 
 
 def _always_new(a: Any, b: Any) -> bool:
@@ -83,14 +75,14 @@ class Explorer(StateHost, WidgetHost):
     layer = Field("The layer of a layer method (kept while a pixel method is shown).")
     target = Field("The class explained: ``None`` (top-1), an index or a label.")
     params = Field("The method's parameters (every one, defaults filled in); set a dict of some of them.",
-                   same=_same_params, read=dict)
+                   same=same_frozen, read=dict)
     opacity = Field("The heatmap's opacity, 0..1 (the browser blends; no recompute).")
     cmap = Field("The colormap; ``None``: jet, or bwr for signed maps.")
     mode = Field('"explain", "brush" (paint an occlusion mask) or "patch" (a square occluder).')
     brush_size = Field("The brush radius / patch side, in input pixels.")
     baseline = Field("What occluded pixels become: a number, 'zeros', 'mean' or 'blur'.")
     mask = Field("The occlusion mask, ``(H, W)`` float32 in [0, 1] (zeros when nothing is painted).",
-                 same=_same_mask, read=np.copy)
+                 same=same_mask, read=np.copy)
     image = Field("The image shown (as given); setting replaces it in ``images``.", same=_always_new)
     index = Field("Which of ``images`` is shown.")
 
@@ -109,8 +101,11 @@ class Explorer(StateHost, WidgetHost):
         bind("cmap", "controls.cmap", show=cmap_option, read=cmap_value),
         bind("mode", "controls.mode"),
         bind("brush_size", "controls.brush_size"),
+        bind("brush_size", "controls.patch_size"),
         bind("baseline", "controls.baseline", choices=True),
         show("method", do="controls.show_method"),
+        show("mode", do="controls.show_mode"),
+        show("method", "params", "layer", "cmap", do="features.show_choice"),
         show("method", "params", do="controls.show_params"),
         show("target", "image", "index", do="controls.show_target"),
         show("image", "index", do="controls.show_index"),
@@ -139,21 +134,22 @@ class Explorer(StateHost, WidgetHost):
                 + (f", and with a model {list(MODEL_OPTIONS)}" if model_options else "")
             )
         self.topk = check_count(kw.get("topk", 5), "topk")
+        self._images = ImageList(self.explainer, image)  # raises for a list of mixed sizes
         self.engine = CachedExplainer(self.explainer, size=kw.get("cache_size", 256),
                                       max_bytes=kw.get("cache_bytes", CACHE_BYTES))
         self.scheduler = Scheduler(LANES, on_error=lambda job, error: self._show_error(error, job.lane))
-
-        self._images = ImageList(self.explainer, image)
         self.image_shape = tuple(self._images.tensor(0).shape[-2:])
+        self._last_layer = default_layer(self.explainer)  # where a last_layer_only method (cam) is pinned
         given = dict(method=method, target=target, params=params, opacity=kw.get("opacity", 0.5),
                      cmap=kw.get("cmap"), mode=kw.get("mode", "explain"),
                      brush_size=kw.get("brush_size", max(1, max(self.image_shape) // 14)),
                      baseline=kw.get("baseline", "blur"), **({} if layer is None else {"layer": layer}))
-        self._start(given, layer=default_layer(self.explainer), mask=np.zeros(self.image_shape, np.float32),
+        self._start(given, layer=self._last_layer, mask=np.zeros(self.image_shape, np.float32),
                     image=self._images[0], index=0)
 
         self._error, self._error_source = "", ""  # a control's value, the predictions (not the map)
         self._build()
+        self._follow_views()
         self._show_all()
 
     # -- the widget --------------------------------------------------------------------------
@@ -177,17 +173,29 @@ class Explorer(StateHost, WidgetHost):
         self.panels = panels
         side = W.VBox([
             c.method, c.layer, c.target.box, c.params,
-            W.HBox([c.opacity, c.cmap]), c.mode, W.HBox([c.brush_size, c.baseline]),
-            W.HBox([c.clear, c.occlusion, c.stop, c.progress]),
+            W.HBox([c.opacity, c.cmap]), c.mode, W.HBox([c.brush_size, c.patch_size, c.baseline]),
+            W.HBox([c.clear, c.occlusion]), c.progress_row,
             W.HTML("<b>predictions</b>"), self.predictions_panel,
-        ], layout=W.Layout(width="440px"))
-        left = W.VBox([self.canvas, c.navigation, self.status_label, self.error_label])
+        ], layout=W.Layout(width="392px", min_width="392px"))  # beside a 448-pixel canvas in ~850 px
+        # the canvas shows every error, over the picture (bounded, wrapping, dismissible): the
+        # error label is not shown again under it, and nothing long can widen this column
+        wide = f"{self.canvas.display_width}px"
+        left = W.VBox([self.canvas, c.navigation, self.status_label],
+                      layout=W.Layout(width=wide, min_width=wide, overflow="hidden"))
         self.widget = W.VBox([W.HBox([left, side]), panels])
         self._render()
 
     def _parts(self) -> list[Any]:
         return [self.features, self.filters, self.top_k, self.canvas, *self.controls.widgets(),
                 self.status_label, self.error_label, self.panels, self.widget]
+
+    def _map_views(self) -> list[MapView]:
+        return [self.view]
+
+    def _release(self) -> None:
+        self.top_k.clean.clear()
+        self.top_k.predictions = None
+        self._images.release()
 
     # -- checks (set() calls them for a whole batch before anything changes) ------------------
     @t.validate("method")
@@ -200,31 +208,22 @@ class Explorer(StateHost, WidgetHost):
 
     @t.validate("layer")
     def _valid_layer(self, proposal: t.Bunch) -> str:
-        return check_layer(self.explainer, proposal.value)
+        layer, method = check_layer(self.explainer, proposal.value), proposed(proposal, "method")
+        if registry.get(method).last_layer_only and layer != self._last_layer:
+            raise ValueError(f"layer: method {method!r} applies at the last feature map only, "
+                             f"{self._last_layer!r}; got {layer!r}")
+        return layer
 
     @t.validate("target")
     def _valid_target(self, proposal: t.Bunch) -> int | None:
         return resolve_target(proposal.value, self.explainer.labels)
 
-    @t.validate("opacity")
-    def _valid_opacity(self, proposal: t.Bunch) -> float:
-        return check_opacity(proposal.value)
-
-    @t.validate("cmap")
-    def _valid_cmap(self, proposal: t.Bunch) -> str | None:
-        return check_cmap(proposal.value)
-
-    @t.validate("mode")
-    def _valid_mode(self, proposal: t.Bunch) -> str:
-        return check_mode(proposal.value)
-
-    @t.validate("brush_size")
-    def _valid_brush_size(self, proposal: t.Bunch) -> int:
-        return check_brush_size(proposal.value, max(self.image_shape) // 2)
-
-    @t.validate("baseline")
-    def _valid_baseline(self, proposal: t.Bunch) -> float | str:
-        return check_baseline(proposal.value, "Explorer")
+    @t.validate("opacity", "cmap", "mode", "brush_size", "baseline")
+    def _valid_view(self, proposal: t.Bunch) -> Any:
+        check = {"opacity": check_opacity, "cmap": check_cmap, "mode": check_mode,
+                 "brush_size": lambda size: check_brush_size(size, max(self.image_shape) // 2),
+                 "baseline": lambda baseline: check_baseline(baseline, "Explorer")}[proposal.trait.name]
+        return check(proposal.value)
 
     @t.validate("mask")
     def _valid_mask(self, proposal: t.Bunch) -> np.ndarray:
@@ -245,6 +244,11 @@ class Explorer(StateHost, WidgetHost):
     def _derive(self, new: dict[str, Any], given: dict[str, Any]) -> None:
         if "method" in new and "params" not in given:
             new["params"] = registry.get(new["method"]).bind({})
+        if "method" in new and registry.get(new["method"]).last_layer_only and "layer" not in given:
+            new["layer"] = self._last_layer  # cam: the head pools this feature map only
+        params = new.get("params", self.params)
+        if "layer" in new and "params" not in given and params.get("channel", -1) != -1:
+            new["params"] = {**params, "channel": -1}  # a channel number means a unit of its layer only
         if "index" in new and "image" not in given:
             new["image"] = self._images[new["index"]]
         if "index" in new or "image" in new:

@@ -10,6 +10,10 @@ newer one replaces it (the older is dropped, never queued), and a running reques
 is asked to stop (``Job.should_stop``). Lanes are served in the order they were declared, so a
 cheap interactive lane (the brush's predictions) can be put before an expensive one.
 
+A process that ends while a worker computes stops every worker first (``atexit``): Python kills
+daemon threads as it finalizes, and one killed inside torch's C++ code aborts the process
+("terminate called without an active exception", exit status 134) instead of letting it exit.
+
 Trait updates from this thread do reach the browser: ipykernel (6 and later) sends comm messages
 through its IOPub thread, whose socket is safe to use from any thread. The widget tests check it
 against a real kernel (``tests/widgets/test_explorer.py::test_updates_from_worker_reach_frontend``).
@@ -17,10 +21,22 @@ against a real kernel (``tests/widgets/test_explorer.py::test_updates_from_worke
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
+
+EXIT_TIMEOUT = 20.0  # seconds the exit waits for a running job to reach its next stop check
+_RUNNING: weakref.WeakSet[Scheduler] = weakref.WeakSet()  # schedulers whose thread was started
+
+
+@atexit.register
+def close_all(timeout: float = EXIT_TIMEOUT) -> None:
+    """Stop every worker thread and wait for it (at interpreter exit, before finalization)."""
+    for scheduler in list(_RUNNING):
+        scheduler.close(timeout)
 
 
 class Job:
@@ -89,6 +105,7 @@ class Scheduler:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
+                _RUNNING.add(self)
             self._cond.notify_all()
         return job
 

@@ -151,12 +151,14 @@ class Reactions:
         """The links of the ``bind`` rows, once ``owner``'s controls exist."""
         return {row: Link(owner, row) for row in self.rows if isinstance(row, Bind)}
 
-    def run(self, owner: StateHost, changed: Iterable[str], shows_only: bool = False) -> None:
-        """Every row whose fields are among ``changed`` (only those that show, with ``shows_only``),
-        each action once."""
+    def run(self, owner: StateHost, changed: Iterable[str], shows_only: bool = False,
+            starts_only: bool = False) -> None:
+        """Every row whose fields are among ``changed`` (only those that show, with ``shows_only``;
+        only those that start work, with ``starts_only``), each action once."""
         changed, done = set(changed), set()
         for row in self.rows:
-            if (shows_only and not row.shows) or row.do in done or not row.fields & changed:
+            if (shows_only and not row.shows) or (starts_only and row.shows) or row.do in done \
+                    or not row.fields & changed:
                 continue
             if row.when is None or row.when(owner):
                 done.add(row.do)

@@ -96,7 +96,7 @@ def test_luts_come_from_render_and_cmap_is_checked():
 
 
 def test_strokes_paint_the_mask_and_call_back():
-    canvas = HeatmapCanvas(rgb(20, 30))
+    canvas = HeatmapCanvas(rgb(20, 30), mode="brush")  # strokes are taken in brush mode only
     calls = []
     canvas.on_mask(lambda mask, final: calls.append((mask.copy(), final)))
     canvas._handle_custom_msg({"type": "stroke", "points": [[2, 3], [10, 3]], "size": 1,
@@ -148,7 +148,7 @@ def test_new_image_size_clears_the_mask():
 
 
 def test_patch_messages_give_a_square_mask_or_none():
-    canvas = HeatmapCanvas(rgb(20, 20))
+    canvas = HeatmapCanvas(rgb(20, 20), mode="patch")  # patches are taken in patch mode only
     got = []
     canvas.on_patch(got.append)
     canvas._handle_custom_msg({"type": "patch", "x": 10, "y": 5, "size": 4}, [])
@@ -191,7 +191,7 @@ def test_callbacks_can_be_removed_and_user_on_msg_still_runs():
 
 
 def test_callback_errors_are_shown_not_swallowed():
-    canvas = HeatmapCanvas(rgb())
+    canvas = HeatmapCanvas(rgb(), mode="brush")
     after = []
 
     def broken(mask, final):
@@ -205,6 +205,7 @@ def test_callback_errors_are_shown_not_swallowed():
     assert after == [True]  # the other callbacks still ran
     canvas.clear_error()
     assert canvas.error == ""
+    canvas.mode = "patch"
     canvas._handle_custom_msg({"type": "patch", "x": 1}, [])  # malformed: no y
     assert canvas.error.startswith("KeyError")
 
@@ -252,8 +253,83 @@ def test_python_paints_the_same_mask_as_the_browser():
     result = subprocess.run([node, str(ROOT / "js" / "tools" / "paint_mask.mjs")], input=spec,
                             capture_output=True, text=True, check=True, timeout=60)
     js_mask = np.array(json.loads(result.stdout), np.uint8).reshape(height, width)
-    canvas = HeatmapCanvas(np.zeros((height, width, 3), np.uint8))
+    canvas = HeatmapCanvas(np.zeros((height, width, 3), np.uint8), mode="brush")
     for message in STROKES:
         canvas._handle_custom_msg(message, [])
     assert js_mask.sum() > 0
     np.testing.assert_array_equal(canvas.mask_u8, js_mask)
+
+
+# -- raw values, their scale, and the browser's composite ----------------------------------------
+def test_raw_values_travel_with_their_scale_unit_and_caption():
+    from nbexplain.engine.maps import MapValues, signed_scale
+
+    canvas = HeatmapCanvas(rgb(224, 224))
+    raw = np.linspace(-2.5, 0.5, 49, dtype=np.float32).reshape(7, 7)
+    given = MapValues(raw, -1.0, 1.0, signed=True, unit="logit share")
+    canvas.set_heatmap(given, caption="tabby (class 281)")
+    values = np.frombuffer(canvas.heatmap, "<f4").reshape(7, 7)
+    np.testing.assert_array_equal(values, raw)  # raw, not clipped to the scale: the readout prints them
+    assert canvas.scale == (-1.0, 1.0) and canvas.signed is True
+    assert canvas.unit == "logit share" and canvas.caption == "tabby (class 281)"
+    scaled = signed_scale(raw, unit="relevance")
+    canvas.set_heatmap(scaled)
+    assert canvas.scale == (scaled.low, scaled.high) and canvas.unit == "relevance" and canvas.caption == ""
+    canvas.set_heatmap(np.array([[np.nan, np.inf], [-np.inf, 3.0]]), scale=(0.0, 2.0), unit="u")
+    np.testing.assert_array_equal(np.frombuffer(canvas.heatmap, "<f4"), [0, 2, 0, 3])
+    assert canvas.signed is False and canvas.scale == (0.0, 2.0)
+    with pytest.raises(ValueError, match="scale must be two finite numbers"):
+        canvas.set_heatmap(raw, scale=(0.0, float("nan")))
+    canvas.set_heatmap(None)
+    assert canvas.heatmap == b"" and canvas.scale == (0.0, 1.0) and canvas.caption == ""
+
+
+def _node_tool(name: str, spec: dict) -> dict:
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is required in CI to compare the JS and Python renderers")
+        pytest.skip("node is not installed")
+    result = subprocess.run([node, str(ROOT / "js" / "tools" / name)], input=json.dumps(spec),
+                            capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(result.stdout)
+
+
+def test_the_browser_composites_exactly_as_render_overlay():
+    """The front-end's map layer (js/src/lib/layer.js, lut.js, run by node) paints what
+    nbexplain.render.overlay draws for the same raw values and scale: signed maps weighted by
+    their magnitude, gray as a spotlight, a low-resolution map upsampled."""
+    from nbexplain.engine.maps import MapValues
+
+    H, W = 56, 56
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    smooth = np.sin(np.linspace(0, 6, W))[None, :] * np.cos(np.linspace(0, 4, H))[:, None]
+    fine = (smooth * 0.03).astype(np.float32)
+    coarse = rng.normal(0, 1, (7, 7)).astype(np.float32)
+    cases = [(fine, -0.02, 0.02, True, "bwr", 0.5), (fine, -0.02, 0.02, True, "bwr", 0.8),
+             (fine, -0.03, 0.03, True, "gray", 0.5), (np.abs(fine), 0.0, 0.025, False, "jet", 0.5),
+             (np.abs(fine), 0.0, 0.03, False, "gray", 1.0), (coarse, -1.5, 1.5, True, "bwr", 0.5),
+             (coarse, -2.0, 2.0, False, "viridis", 0.7)]
+    image = np.concatenate([photo, np.full((H, W, 1), 255, np.uint8)], 2).reshape(-1).tolist()
+    luts = HeatmapCanvas().luts
+    spec = {"cases": [{"H": H, "W": W, "image": image, "raw": raw.reshape(-1).tolist(), "h": raw.shape[0],
+                       "w": raw.shape[1], "scale": [low, high], "signed": signed, "cmap": cmap,
+                       "opacity": opacity, "luts": luts} for raw, low, high, signed, cmap, opacity in cases]}
+    painted = _node_tool("composite.mjs", spec)["pixels"]
+    for (raw, low, high, signed, cmap, opacity), pixels in zip(cases, painted, strict=True):
+        map01 = MapValues(raw, low, high, signed).normalized((H, W))
+        expected = np.asarray(render.overlay(photo, map01, cmap, opacity, signed=signed)).astype(int)
+        got = np.array(pixels, np.uint8).reshape(H, W, 4)[..., :3].astype(int)
+        diff = np.abs(got - expected).max(2)
+        label = f"{cmap} signed={signed} opacity={opacity} map {raw.shape}"
+        assert (diff <= 1).mean() >= 0.998 and diff.max() <= 4, f"{label}: max diff {diff.max()}"
+        assert np.abs(got - photo).max() > 30, f"{label}: the map is visible"
+
+
+def test_the_browser_formats_numbers_as_python_does():
+    values = [0.0, 1.0, -1.0, 0.0956184, 3.7240819, -3.889e-7, 123456.0, 999.6, 9.9996, 1e-4, 1.234e-5,
+              0.1 + 0.2, 2.5e6, -0.000123456, 42.0, 0.015625]
+    numbers = [[v, digits] for v in values for digits in (3, 4)]
+    formatted = _node_tool("composite.mjs", {"numbers": numbers})["formatted"]
+    assert formatted == [format(v, f".{digits}g") for v, digits in numbers]

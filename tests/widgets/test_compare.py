@@ -163,3 +163,15 @@ def test_compare_and_explorer_on_one_model_at_once(x):
         explorer.close()
         compare.close()
     state.assert_same(model)
+
+
+def test_cam_keeps_to_the_last_feature_map_while_the_others_follow_the_slider(ex, x):
+    compare = Compare(ex, x, methods=["cam", "gradcam"], layer="act1")
+    try:
+        compare.wait(60)
+        assert compare.status == "ready", compare.errors
+        assert compare.explanations["cam"].layer == "act3" and compare.explanations["gradcam"].layer == "act1"
+        np.testing.assert_allclose(compare.explanations["cam"].map, ex.explain(x, "cam", layer="act3").map,
+                                   atol=1e-6)
+    finally:
+        compare.close()

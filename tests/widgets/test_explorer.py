@@ -20,6 +20,7 @@ import nbexplain as nbx
 from nbexplain.engine import registry
 from nbexplain.engine.layerwise import LayerSession
 from nbexplain.widgets.explorer import Explorer
+from nbexplain.widgets.view import show_explanation
 from tests.models import TinyCNN, example_input
 from tests.untouched import ModelState
 
@@ -99,8 +100,11 @@ def test_opens_with_gradcam_at_the_last_layer(make, ex, x):
     canvas = explorer.canvas
     assert canvas.image_shape == (16, 16)
     assert canvas.heatmap_shape == (8, 8)  # the layer's own resolution; the browser upsamples
-    heat = np.frombuffer(canvas.heatmap, "<f4").reshape(8, 8)
-    np.testing.assert_allclose(heat, nbx.render.normalize_minmax(e.attribution), atol=1e-6)
+    heat = np.frombuffer(canvas.heatmap, "<f4").reshape(8, 8)  # raw values, with their colour scale
+    np.testing.assert_array_equal(heat, e.values.values)
+    np.testing.assert_allclose(heat, e.attribution, atol=1e-6)
+    assert canvas.scale == e.scale and canvas.unit == "Grad-CAM" and not canvas.signed
+    assert canvas.caption.startswith(f"{e.label} (class {e.target}") and "layer act3" in canvas.caption
     assert not canvas.busy and canvas.error == ""
     assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
 
@@ -109,7 +113,9 @@ def test_pixel_method_sends_the_full_map(make, ex, x):
     explorer = make(method="saliency").wait(30)
     assert explorer.canvas.heatmap_shape == (16, 16)
     heat = np.frombuffer(explorer.canvas.heatmap, "<f4").reshape(16, 16)
-    np.testing.assert_allclose(heat, ex.explain(x, "saliency").map, atol=1e-6)
+    reference = ex.explain(x, "saliency")
+    np.testing.assert_allclose(heat, reference.values.values, atol=1e-6)
+    np.testing.assert_allclose(explorer.canvas.scale, reference.scale, atol=1e-6)
 
 
 def test_keyword_arguments_are_checked(make, ex, x):
@@ -238,9 +244,9 @@ def test_parameter_controls_are_built_from_the_registry(make, ex, x):
     explorer = make(method="smoothgrad").wait(30)
     widgets = explorer.controls.param_widgets
     kinds = {name: type(widget).__name__ for name, widget in widgets.items()}
-    assert kinds == {"samples": "IntSlider", "noise": "FloatSlider", "magnitude": "Checkbox",
-                     "seed": "IntText"}
-    assert widgets["samples"].min == 1 and widgets["samples"].max == 1024
+    assert kinds == {"samples": "IntLogSlider", "noise": "FloatSlider", "magnitude": "Checkbox",
+                     "seed": "IntText"}  # 1..1024 samples: a log slider (see tests/widgets/test_controls.py)
+    assert 10 ** widgets["samples"].min == 1 and round(10 ** widgets["samples"].max) == 1024
     widgets["samples"].value = 3
     widgets["magnitude"].value = True
     explorer.wait(30)
@@ -249,7 +255,7 @@ def test_parameter_controls_are_built_from_the_registry(make, ex, x):
     assert_map(explorer.explanation, reference)
     explorer.method = "integrated_gradients"
     kinds = {name: type(widget).__name__ for name, widget in explorer.controls.param_widgets.items()}
-    assert kinds == {"steps": "IntSlider", "baseline": "Dropdown", "rule": "Dropdown"}
+    assert kinds == {"steps": "IntLogSlider", "baseline": "Dropdown", "rule": "Dropdown"}
     explorer.controls.param_widgets["rule"].value = "riemann_trapezoid"
     explorer.wait(30)
     assert explorer.explanation.params["rule"] == "riemann_trapezoid"
@@ -373,9 +379,9 @@ def test_occlusion_map_reports_progress_and_can_be_stopped(make, ex, x, monkeypa
     seen, previews, gate = [], [], threading.Event()
     original = explorer.canvas.set_heatmap
 
-    def record(map01, signed=False):
-        previews.append(np.asarray(map01).shape)
-        original(map01, signed)
+    def record(values, *args, **kw):
+        previews.append((np.asarray(getattr(values, "values", values)).shape, kw.get("caption", "")))
+        original(values, *args, **kw)
 
     monkeypatch.setattr(explorer.canvas, "set_heatmap", record)
     progress = explorer._progress
@@ -393,7 +399,8 @@ def test_occlusion_map_reports_progress_and_can_be_stopped(make, ex, x, monkeypa
         time.sleep(0.01)
     assert explorer.status == "computing" and explorer.canvas.busy
     assert explorer.controls.stop.layout.display == "" and explorer.controls.progress.layout.display == ""
-    assert previews  # a coarse map is shown while it refines
+    assert previews  # a coarse map is shown while it refines, and says so
+    assert previews[0][0] == (16, 16) and "occlusion · coarse preview" in previews[0][1]
     explorer.controls.stop.click()
     gate.set()
     explorer.wait(30)
@@ -403,6 +410,76 @@ def test_occlusion_map_reports_progress_and_can_be_stopped(make, ex, x, monkeypa
     explorer.params = {"patch": 4, "stride": 4}  # a new request runs to the end
     explorer.wait(30)
     assert explorer.status == "ready" and explorer.explanation.method == "occlusion"
+
+
+def test_an_error_leaves_no_map_of_an_earlier_request_on_screen(make):
+    explorer = make().wait(30)
+    assert explorer.explanation is not None and explorer.canvas.heatmap
+    explorer.layer = "fc"  # not spatial: Grad-CAM fails there
+    explorer.wait(30)
+    assert explorer.status == "error" and "spatial" in explorer.error
+    assert explorer.explanation is None  # what `explanation` says agrees with the canvas: no map
+    assert explorer.canvas.heatmap == b"" and explorer.canvas.heatmap_shape == (0, 0)
+    explorer.layer = "act2"
+    explorer.wait(30)
+    assert explorer.status == "ready" and explorer.explanation.layer == "act2" and explorer.canvas.heatmap
+
+
+def shows(canvas, explanation) -> bool:
+    reference = nbx.widgets.canvas.HeatmapCanvas()
+    show_explanation(reference, explanation)
+    return (canvas.heatmap, canvas.heatmap_shape) == (reference.heatmap, reference.heatmap_shape)
+
+
+def test_stopping_a_full_occlusion_map_shows_what_explanation_holds(make, monkeypatch):
+    explorer = make(target=1).wait(30)
+    shown = explorer.explanation
+    gate, previews = threading.Event(), []
+    progress = explorer._progress
+
+    def slow(fraction):
+        progress(fraction)
+        if 0 < fraction < 1:
+            previews.append(explorer.canvas.heatmap)
+            gate.wait(5)
+
+    monkeypatch.setattr(explorer, "_progress", slow)
+    explorer.set(method="occlusion", target=2, params={"patch": 2, "stride": 1})  # another class
+    deadline = time.monotonic() + 30
+    while not previews and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert previews and not shows(explorer.canvas, shown)  # a partial map of class 2 is on screen
+    explorer.stop()
+    gate.set()
+    explorer.wait(30)
+    assert explorer.status == "stopped" and explorer.explanation is shown and shown.target == 1
+    assert shows(explorer.canvas, shown)  # the partial map of the other class is gone
+
+
+def test_a_list_of_images_of_different_sizes_is_refused_up_front(ex):
+    images = [example_input(1)[0], example_input(2, shape=(3, 20, 16))[0], example_input(3)[0]]
+    with pytest.raises(ValueError, match=r"image 1 gives \(20, 16\).*image 0 gives \(16, 16\).*Resize"):
+        Explorer(ex, images)
+
+
+def test_cam_is_pinned_at_the_last_feature_map(make, ex, x):
+    explorer = make(layer="act1").wait(30)
+    explorer.method = "cam"
+    explorer.wait(30)
+    assert explorer.layer == "act3" and explorer.status == "ready" and explorer.explanation.layer == "act3"
+    assert_map(explorer.explanation, ex.explain(x, "cam", layer="act3"))
+    assert explorer.controls.layer.disabled and explorer.controls.layer.value == "act3"
+    with pytest.raises(ValueError, match="last feature map only, 'act3'; got 'act1'"):
+        explorer.layer = "act1"
+    explorer.controls.layer.value = "act2"  # from the (disabled) slider: shown, not taken
+    assert explorer.layer == "act3" and "last feature map" in explorer.error
+    assert explorer.controls.layer.value == "act3"
+    with pytest.raises(ValueError, match="last feature map"):
+        explorer.set(method="cam", layer="act2")
+    explorer.set(method="gradcam", layer="act1").wait(30)
+    assert explorer.explanation.layer == "act1" and not explorer.controls.layer.disabled
+    with pytest.raises(ValueError, match="last feature map"):
+        Explorer(ex, x, method="cam", layer="act1")
 
 
 def test_previous_and_next_image(make, ex):

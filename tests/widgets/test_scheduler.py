@@ -168,3 +168,23 @@ def test_lanes_are_checked():
     scheduler = Scheduler(["a"])
     with pytest.raises(ValueError, match="unknown lane 'b'"):
         scheduler.submit("b", lambda job: None)
+
+
+def test_close_all_stops_every_running_worker_as_the_interpreter_exits():
+    """``close_all`` runs at exit (atexit), before Python kills daemon threads: a worker killed
+    inside torch's C++ code would abort the process (exit status 134)."""
+    from nbexplain.widgets.scheduler import close_all
+
+    started, workers = threading.Event(), [Scheduler(["a"]) for _ in range(3)]
+
+    def spin(job):
+        started.set()
+        while not job.should_stop():
+            time.sleep(0.005)
+
+    for worker in workers:
+        worker.submit("a", spin)
+    started.wait(5)
+    threads = [worker.thread for worker in workers]
+    close_all(timeout=5)
+    assert all(worker.closed for worker in workers) and not any(t.is_alive() for t in threads)

@@ -84,7 +84,7 @@ EXPLORER = {
     "mode": ("brush", lambda e: setattr(e.controls.mode, "value", "patch"), lambda e: "patch"),
     "brush_size": (3, lambda e: setattr(e.controls.brush_size, "value", 5), lambda e: 5),
     "baseline": ("zeros", lambda e: setattr(e.controls.baseline, "value", "mean"), lambda e: "mean"),
-    "mask": (square(), lambda e: stroke(e.canvas), painted),
+    "mask": (square(), lambda e: (e.set(mode="brush"), stroke(e.canvas)), painted),  # brush mode paints
     "index": (1, lambda e: e.controls.next.click(), lambda e: 1),
 }
 
@@ -173,6 +173,7 @@ def test_bad_values_from_code_raise_and_announce_nothing(explorer):
 def test_a_bad_value_from_a_control_is_shown_and_announces_nothing(explorer):
     changes = heard(explorer, t.All)
     explorer.controls.target.search.value = "no such class"
+    explorer.controls.target.search._handle_custom_msg({"event": "submit"}, [])  # Enter: typing is done
     assert "no such class" in explorer.error and explorer.target is None
     assert explorer.controls.target.search.value == ""  # the control shows the state again
     explorer.controls.param_widgets["seed"].value = -1
@@ -198,6 +199,7 @@ def test_an_observer_may_wait_for_the_worker(explorer, ex, images):
     seen = []
     explorer.observe(lambda change: seen.append(explorer.wait(10).predictions), names="mask")
     explorer.mask = square()
+    explorer.mode = "brush"
     stroke(explorer.canvas)  # and from the canvas
     assert seen[0] == ex.occlude(images[0], square(), baseline="blur", topk=5)
     assert seen[1] == ex.occlude(images[0], explorer.mask, baseline="blur", topk=5)
