@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ["bench_methods.py", "bench_layers.py", "bench_occlusion.py", "bench_widget.py"]
+SCRIPTS = ["bench_methods.py", "bench_layers.py", "bench_occlusion.py", "bench_widget.py",
+           "bench_transformers.py"]
 
 
 def main() -> int:

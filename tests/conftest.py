@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 
 from tests.models import ReusedReLUNet, TinyCNN, example_input
 
@@ -32,6 +33,20 @@ def reused_relu_bn_model() -> torch.nn.Module:
     """ResNet-like: one in-place ReLU module called twice per block, BatchNorm with running
     statistics, dropout; in train mode, as handed over mid-training."""
     return ReusedReLUNet()
+
+
+@pytest.fixture(scope="module")
+def resnet() -> torch.nn.Module:
+    """torchvision's ResNet-18, random weights (seed 0), 10 classes, eval mode; one per module."""
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    """A (1, 3, 64, 64) random input (seed 1) for ``resnet``."""
+    torch.manual_seed(1)
+    return torch.randn(1, 3, 64, 64)
 
 
 @pytest.fixture

@@ -130,8 +130,9 @@ def input_mismatch(model: torch.nn.Module, x: torch.Tensor, name: str = "x") -> 
 
 
 def declared_input_size(model: torch.nn.Module) -> tuple[int, int, int] | None:
-    """The ``(C, H, W)`` a model says it takes: timm's ``pretrained_cfg["input_size"]``, a Hugging
-    Face config's ``image_size`` (and ``num_channels``), torchvision's ViT ``image_size``; else
+    """The ``(C, H, W)`` a model says it takes: timm's ``pretrained_cfg["input_size"]`` (or its
+    ``patch_embed.img_size``), a Hugging Face config's ``image_size`` (and ``num_channels``),
+    torchvision's ViT ``image_size``; else
     ``None``. Layer discovery probes at it before any image is seen (a ViT rejects 224 × 224
     when it was built for another size)."""
     config = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
@@ -139,6 +140,8 @@ def declared_input_size(model: torch.nn.Module) -> tuple[int, int, int] | None:
         return tuple(int(n) for n in config["input_size"])  # type: ignore[return-value]
     hf = getattr(model, "config", None)
     size = getattr(hf, "image_size", None) if hf is not None else getattr(model, "image_size", None)
+    if size is None:  # a timm ViT built directly: its patch embedding knows the size it takes
+        size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     channels = int(getattr(hf, "num_channels", 3) or 3) if hf is not None else 3
     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
         return channels, size, size

@@ -15,18 +15,6 @@ from nbexplain.engine.layerwise import LayerSession, explain_layers
 ONE_PASS = ("gradcam", "gradcampp", "layercam", "activations")
 
 
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(num_classes=10).eval()
-
-
-@pytest.fixture(scope="module")
-def image():
-    torch.manual_seed(1)
-    return torch.randn(1, 3, 64, 64)
-
-
 def all_layers(explainer: nbx.Explainer) -> list[str]:
     """Every candidate layer, plus ones an in-place op overwrites and a nested block."""
     return [*explainer.layers(), "layer4.1.bn2", "layer1.0.bn1", "layer3.1.conv2"]

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 import nbexplain as nbx
@@ -38,18 +37,6 @@ class TinyNet(nn.Module):
 def tiny():
     torch.manual_seed(0)
     return TinyNet().eval()
-
-
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(num_classes=10).eval()
-
-
-@pytest.fixture(scope="module")
-def image():
-    torch.manual_seed(1)
-    return torch.randn(1, 3, 64, 64)
 
 
 def plain_layer_grad(model, layer, x, target):

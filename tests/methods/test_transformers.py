@@ -165,6 +165,8 @@ def test_feature_maps_and_ablation_read_the_grid(case, x):
     finally:
         handle.remove()
     torch.testing.assert_close(maps, reshape(output["o"])[0])
+    score = explainer.explain(x, "scorecam", layer=layer).attribution
+    assert score.shape == maps.shape[1:] and torch.isfinite(score).all()
     ablation = explainer.explain(x, "ablation", layer=layer, top=2)
     assert ablation.attribution.shape == (maps.shape[0],) and torch.isfinite(ablation.attribution).all()
     assert ablation.map.shape == (SIZE, SIZE)
