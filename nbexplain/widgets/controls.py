@@ -20,6 +20,7 @@ from ..engine import registry
 from .arguments import shown_methods
 from .canvas import MODES
 from .host import close_widgets
+from .inside import InsideControl
 from .state import Options
 
 AUTO_TARGET = -1  # the class picker's value for "the top-1 class" (target=None)
@@ -226,6 +227,7 @@ class Controls:
         ex = owner.explainer
         self.method = W.Dropdown(description="method", options=method_options(shown_methods()), style=WIDE)
         self.layer = layer_slider(ex.layers())
+        self.inside = InsideControl(owner)  # the slider's block's sub-layers
         self.target = TargetPicker(ex.labels, lambda target: owner.from_control("target", target))
         self.params = W.VBox()
         self.param_widgets: dict[str, W.Widget] = {}
@@ -338,8 +340,8 @@ class Controls:
 
     def widgets(self) -> list[W.Widget]:
         return [
-            self.method, self.layer, *self.target.widgets(), *self.params.children, self.params,
-            self.opacity, self.cmap, self.mode, self.brush_size, self.patch_size, self.baseline, self.clear,
-            self.occlusion, self.stop, self.progress, self.percent, self.progress_row, self.previous,
-            self.next, self.position, self.navigation,
+            self.method, self.layer, *self.inside.widgets(), *self.target.widgets(), *self.params.children,
+            self.params, self.opacity, self.cmap, self.mode, self.brush_size, self.patch_size, self.baseline,
+            self.clear, self.occlusion, self.stop, self.progress, self.percent, self.progress_row,
+            self.previous, self.next, self.position, self.navigation,
         ]

@@ -96,7 +96,8 @@ class Explorer(StateHost, WidgetHost):
         mirror("brush_size", "canvas.brush_size"),
         # the controls
         bind("method", "controls.method"),
-        bind("layer", "controls.layer", choices=True),
+        bind("layer", "controls.layer", choices=True, show="controls.inside.block"),  # a sub-layer: its block
+        show("layer", "method", do="controls.inside.show"),  # the block's sub-layers, one step away
         bind("opacity", "controls.opacity"),
         bind("cmap", "controls.cmap", show=cmap_option, read=cmap_value),
         bind("mode", "controls.mode"),
@@ -172,7 +173,7 @@ class Explorer(StateHost, WidgetHost):
         panels.observe(lambda change: self._refresh_panels(), names="selected_index")
         self.panels = panels
         side = W.VBox([
-            c.method, c.layer, c.target.box, c.params,
+            c.method, c.layer, c.inside.dropdown, c.target.box, c.params,
             W.HBox([c.opacity, c.cmap]), c.mode, W.HBox([c.brush_size, c.patch_size, c.baseline]),
             W.HBox([c.clear, c.occlusion]), c.progress_row,
             W.HTML("<b>predictions</b>"), self.predictions_panel,

@@ -13,7 +13,8 @@ A control follows its field through a ``bind`` row: the field's value is written
 control, the user's change comes back through ``from_control``, and the echo of a written value
 finds nothing changed, so it is a no-op (no "quiet" flags). The one write whose echo is not the
 state's value is a selection control's new options (ipywidgets passes through the first option
-on the way): ``Options`` marks it, for the thread doing it only.
+on the way): ``Options`` marks it, for the thread doing it only. So is a coarser view of the
+field (the layer slider shows a sub-layer's block): its write is marked the same way.
 """
 
 from __future__ import annotations
@@ -116,9 +117,10 @@ class Mirror(Row):
 
 class Bind(Row):
     """A field and a control's ``value``, both ways (see ``Link``): ``show`` maps the field's value
-    to the control's, ``read`` back; ``choices``: a value missing from the options is appended."""
+    to the control's (a function, or the dotted path of the owner's), ``read`` back; ``choices``:
+    a value missing from the options is appended."""
 
-    def __init__(self, field: str, control: str, show: Callable[[Any], Any] = _identity,
+    def __init__(self, field: str, control: str, show: Callable[[Any], Any] | str = _identity,
                  read: Callable[[Any], Any] = _identity, choices: bool = False):
         super().__init__((field,), control)
         self.field, self.show, self.read, self.choices = field, show, read, choices
@@ -204,7 +206,10 @@ class Link:
             self.owner.from_control(self.row.field, self.row.read(change["new"]))
 
     def show(self) -> None:
-        value, control = self.row.show(getattr(self.owner, self.row.field)), self.control
+        show = self.row.show
+        show = _resolve(self.owner, show) if isinstance(show, str) else show
+        field = getattr(self.owner, self.row.field)
+        value, control = show(field), self.control
         if self.row.choices:
             if value is None:
                 return  # nothing to choose (a model without spatial layers)
@@ -212,7 +217,11 @@ class Link:
                 with self.options.replace():
                     control.options = [*control.options, value]
         if not _equal(control.value, value):
-            control.value = value
+            if _equal(self.row.read(value), field):
+                control.value = value  # its echo finds nothing changed
+            else:
+                with self.options.replace():  # a coarser view of the field: its echo is not the user's
+                    control.value = value
 
 
 # -- the state ---------------------------------------------------------------------------------

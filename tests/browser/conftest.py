@@ -241,7 +241,9 @@ class FrontEnd:
 # Which front-end shows which notebook cells (see notebooks.py), and the test fixture using it.
 APPS = {"lab": ("lab", ["CANVAS_CELL", "EXPLORER_CELL"]),
         "notebook": ("notebook7", ["EXPLORER_CELL"]),
-        "voila": ("voila", ["CANVAS_CELL", "EXPLORER_CELL"])}
+        "voila": ("voila", ["CANVAS_CELL", "EXPLORER_CELL"]),
+        "vit": ("lab_vit", ["VIT_EXPLORER_CELL"])}
+ROUTES = {"vit": "lab"}  # the front-end an entry of APPS opens in, where it is not its own name
 
 
 class Starting:
@@ -263,7 +265,7 @@ class Starting:
                 # loaded (on every page load, with no widget at all) and a command of Lab's file browser.
                 self.page.benign += ["Cannot read properties of undefined (reading 'schema')",
                                      "Command 'filebrowser:open-path' not registered"]
-            start_notebook(self.page.page, server, app, path)
+            start_notebook(self.page.page, server, ROUTES.get(app, app), path)
         self.frontend: FrontEnd | None = None
 
     def ready(self) -> FrontEnd:
@@ -320,6 +322,12 @@ def lab(frontends, request, tmp_path_factory) -> FrontEnd:
 def notebook7(frontends, request, tmp_path_factory) -> FrontEnd:
     """Notebook 7 showing the Explorer."""
     yield from _use(frontends, "notebook", request, tmp_path_factory)
+
+
+@pytest.fixture
+def lab_vit(frontends, request, tmp_path_factory) -> FrontEnd:
+    """JupyterLab showing the Explorer on a small timm ViT (random weights)."""
+    yield from _use(frontends, "vit", request, tmp_path_factory)
 
 
 @pytest.fixture

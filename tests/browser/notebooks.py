@@ -25,6 +25,18 @@ explorer = nbx.Explorer(explainer, nbx.samples.load("cat"))
 explorer
 """
 
+# The Explorer on a small timm ViT (random weights, 64×64 input: 3 blocks over a 4×4 patch grid).
+VIT_EXPLORER_CELL = """
+import numpy as np, torch, timm
+import nbexplain as nbx
+torch.manual_seed(0)
+vit = timm.models.vision_transformer.VisionTransformer(
+    img_size=64, patch_size=16, embed_dim=32, depth=3, num_heads=2, num_classes=10).eval()
+cat = torch.tensor(np.asarray(nbx.samples.load("cat").resize((64, 64)))).permute(2, 0, 1).float() / 255
+explorer = nbx.Explorer(vit, cat, labels=[f"class {i}" for i in range(10)])
+explorer
+"""
+
 
 # A signed map at the picture's resolution, on the scale (-2, 2): positive on the left, zero in
 # the middle band, negative on the right, with one value (-3) beyond the scale's end.
