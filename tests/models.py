@@ -57,6 +57,8 @@ _MODULES: dict[str, Callable[[], nn.Module]] = {
     "nn.Hardtanh(0,6)": lambda: nn.Hardtanh(0.0, 6.0),
 }
 
+LABELS = [f"c{i}" for i in range(10)]  # names for the tiny models' 10 classes
+
 
 class TinyCNN(nn.Module):
     """conv → act → conv(stride 2) → act → conv → act → GAP → linear; input (3, 16, 16).

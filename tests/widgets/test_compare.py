@@ -9,21 +9,10 @@ import pytest
 
 import nbexplain as nbx
 from nbexplain.widgets.compare import Compare
-from tests.models import TinyCNN, example_input
+from tests.models import LABELS, TinyCNN
 from tests.untouched import ModelState
 
-LABELS = [f"c{i}" for i in range(10)]
 METHODS = ["saliency", "integrated_gradients", "gradcam", "layercam"]
-
-
-@pytest.fixture()
-def ex():
-    return nbx.Explainer(TinyCNN().eval(), labels=LABELS)
-
-
-@pytest.fixture()
-def x():
-    return example_input()[0]
 
 
 @pytest.fixture()

@@ -21,20 +21,8 @@ from nbexplain.engine import registry
 from nbexplain.engine.layerwise import LayerSession
 from nbexplain.widgets.explorer import Explorer
 from nbexplain.widgets.view import show_explanation
-from tests.models import TinyCNN, example_input
+from tests.models import LABELS, TinyCNN, example_input
 from tests.untouched import ModelState
-
-LABELS = [f"c{i}" for i in range(10)]
-
-
-@pytest.fixture()
-def ex():
-    return nbx.Explainer(TinyCNN().eval(), labels=LABELS)
-
-
-@pytest.fixture()
-def x():
-    return example_input()[0]
 
 
 @pytest.fixture()

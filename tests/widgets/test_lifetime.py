@@ -24,26 +24,14 @@ import pytest
 import torch
 from ipywidgets.widgets.widget import _instances
 
-import nbexplain as nbx
 from nbexplain.engine import registry
 from nbexplain.widgets.canvas import HeatmapCanvas
 from nbexplain.widgets.compare import Compare
 from nbexplain.widgets.explorer import Explorer
 from nbexplain.widgets.view import show_explanation
-from tests.models import TinyCNN, example_input
+from tests.models import example_input
 
 ROOT = Path(__file__).resolve().parents[2]
-LABELS = [f"c{i}" for i in range(10)]
-
-
-@pytest.fixture()
-def ex():
-    return nbx.Explainer(TinyCNN().eval(), labels=LABELS)
-
-
-@pytest.fixture()
-def x():
-    return example_input()[0]
 
 
 @pytest.fixture()

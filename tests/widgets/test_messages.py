@@ -26,9 +26,8 @@ from nbexplain.widgets import messages
 from nbexplain.widgets.canvas import MODES, HeatmapCanvas
 from nbexplain.widgets.explorer import Explorer
 from nbexplain.widgets.raster import bresenham, paint_stroke
-from tests.models import TinyCNN, example_input
+from tests.models import LABELS, TinyCNN, example_input
 
-LABELS = [f"c{i}" for i in range(10)]
 BOUND_S = 1.0  # a message is answered within this (a busy 2-core machine; most take < 5 ms)
 
 

@@ -18,14 +18,7 @@ import nbexplain as nbx
 from nbexplain.widgets.compare import Compare
 from nbexplain.widgets.explorer import Explorer
 from nbexplain.widgets.state import Field, Reactions, StateHost, proposed, show, start
-from tests.models import TinyCNN, example_input
-
-LABELS = [f"c{i}" for i in range(10)]
-
-
-@pytest.fixture()
-def ex():
-    return nbx.Explainer(TinyCNN().eval(), labels=LABELS)
+from tests.models import example_input
 
 
 @pytest.fixture()

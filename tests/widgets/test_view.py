@@ -9,9 +9,7 @@ import pytest
 import nbexplain as nbx
 from nbexplain.widgets.canvas import HeatmapCanvas
 from nbexplain.widgets.view import canvas_caption, preview_values, show_explanation
-from tests.models import TinyCNN, example_input
-
-LABELS = [f"c{i}" for i in range(10)]
+from tests.models import LABELS, TinyCNN, example_input
 
 
 @pytest.fixture(scope="module")
