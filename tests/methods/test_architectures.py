@@ -60,6 +60,8 @@ SHOWN = [m for m in nbx.methods() if nbx.method_info(m).shows_a_map or m == "fil
 # ViT-B/16's layers all have 768 channels: Score-CAM and ablation there are 768 full ViT-B passes
 # (minutes on a CPU); both read token grids in tests/methods/test_transformers.py on a small ViT.
 SLOW = {("vit_b_16", "scorecam"), ("vit_b_16", "ablation")}
+NO_LRP = {"convnext_tiny", "swin_t", "vit_b_16", "deit_tiny", "vit_registers", "convnext_atto",
+          "hf_vit", "hf_convnext", "hf_swin"}  # LayerNorm and attention: no LRP rule yet
 CASES = [(name, method) for name in MODELS for method in SHOWN if (name, method) not in SLOW]
 
 
@@ -101,7 +103,8 @@ def test_every_applicable_method_gives_a_finite_map_and_leaves_the_model_untouch
         explanation = explainer.explain(x, method, layer=layer, **QUICK.get(method, {}))
     except UnsupportedModel as error:
         state.assert_same(model)
-        assert method == "lrp" or spec.family == "attention", f"{name}: {method} refused: {error}"
+        refusable = (method == "lrp" and name in NO_LRP) or spec.family == "attention"
+        assert refusable, f"{name}: {method} refused: {error}"
         assert str(error), "the refusal names what it cannot handle"
         return
     except ValueError as error:
@@ -116,10 +119,10 @@ def test_every_applicable_method_gives_a_finite_map_and_leaves_the_model_untouch
         assert name in ("vit_b_16", "deit_tiny", "vit_registers", "hf_vit")
 
 
-@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "convnext_tiny", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "convnext_tiny", "hf_convnext"])
 def test_lrp_refuses_what_it_has_no_rule_for_by_module(name):
-    """LayerNorm and attention (transformers, ConvNeXt) and squeeze-excite products are not
-    canonized yet: the refusal names the module."""
+    """LayerNorm and attention (transformers, ConvNeXt) are not canonized yet: the refusal names
+    the module."""
     explainer = nbx.Explainer(seeded(MODELS[name]()))
     x = torch.randn(explainer.input_size or (3, 96, 96), generator=torch.Generator().manual_seed(1))
     with pytest.raises(UnsupportedModel, match=r"'[\w.]+'"):

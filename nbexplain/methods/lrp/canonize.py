@@ -33,10 +33,12 @@ STATELESS = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn
              nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 
 SUPPORTED = (
-    "conv nets built from Conv1d/2d/3d and Linear layers, BatchNorm directly after a conv or linear "
-    "layer, ReLU-like activations, max and average pooling, means and sums, flatten/reshape, dropout, "
-    "concatenation and residual additions a + b (VGG, torchvision ResNet, timm EfficientNet-Lite / "
-    "MobileNet blocks)"
+    "conv nets built from Conv1d/2d/3d and Linear layers, BatchNorm (folded into a conv or linear layer "
+    "it directly follows, else an affine layer with the epsilon rule, as DenseNet needs), ReLU-like "
+    "activations, squeeze-excite gates x * sigmoid(...) (the gate a constant weight), max and average "
+    "pooling, means and sums, flatten/reshape, dropout, "
+    "concatenation and residual additions a + b (VGG, torchvision ResNet, DenseNet, "
+    "MobileNetV3, EfficientNet, timm EfficientNet-Lite / MobileNet blocks)"
 )
 
 
@@ -73,23 +75,45 @@ class LinearOp:
                 f"lrp: layer {self.name!r} feeds two BatchNorms ({self.folded!r}, {bn_name!r}); "
                 f"supported: {SUPPORTED}"
             )
-        if bn.running_mean is None or bn.running_var is None:
-            raise UnsupportedModel(
-                f"lrp: BatchNorm {bn_name!r} has no running statistics (track_running_stats=False), "
-                "so it cannot be folded into the layer before it"
-            )
         if bn.num_features != self.weight.shape[0]:
             raise UnsupportedModel(
                 f"lrp: BatchNorm {bn_name!r} normalizes {bn.num_features} features but {self.name!r} "
                 f"has {self.weight.shape[0]} outputs"
             )
-        std = (bn.running_var.detach() + bn.eps).sqrt()
-        gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(std)
-        beta = bn.bias.detach() if bn.bias is not None else torch.zeros_like(std)
-        scale = gamma / std
+        scale, shift = running_affine(bn, bn_name)
         self.weight = self.weight * scale.view(-1, *[1] * (self.weight.ndim - 1))
-        self.bias = (self.bias - bn.running_mean.detach()) * scale + beta
+        self.bias = self.bias * scale + shift
         self.folded = bn_name
+
+
+def running_affine(bn: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) per channel of the eval-mode BatchNorm ``bn``: bn(x) = x · scale + shift."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise UnsupportedModel(
+            f"lrp: BatchNorm {name!r} has no running statistics (track_running_stats=False), so it is "
+            "no fixed affine map LRP can propagate through"
+        )
+    std = (bn.running_var.detach() + bn.eps).sqrt()
+    gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(std)
+    beta = bn.bias.detach() if bn.bias is not None else torch.zeros_like(std)
+    scale = gamma / std
+    return scale, beta - bn.running_mean.detach() * scale
+
+
+class AffineOp:
+    """A BatchNorm that follows no conv or linear layer (DenseNet's ``norm → relu → conv``, whose
+    ReLU forbids merging into the conv after it) as its own per-channel affine layer, with the same
+    ``op(x, weight, bias)`` / ``weight`` / ``bias`` interface as ``LinearOp``, so any linear rule
+    applies (zennit's maintainers suggest the epsilon rule for these, chr5tphr/zennit#165)."""
+
+    def __init__(self, module: nn.Module, name: str):
+        self.name = name
+        self.weight, self.bias = running_affine(module, name)
+
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        shape = (1, -1, *[1] * (x.ndim - 2))
+        out = x * weight.view(shape)
+        return out + bias.view(shape) if bias is not None else out
 
 
 def check_leaf(name: str, module: nn.Module) -> None:

@@ -2,7 +2,9 @@
 
 A composite names a rule for convolutions, one for dense (``nn.Linear``) layers and, optionally,
 one for the first layer (the first matching module in ``named_modules()`` order, as in zennit).
-Every composite passes relevance through activations and (folded) BatchNorm; average pooling,
+Every composite passes relevance through activations and folded BatchNorm, gives a BatchNorm that
+cannot be folded (DenseNet's) the ``batchnorm`` rule (ε), and squeeze-excite products the gate
+rule (``propagate.py``); average pooling,
 means, sums and residual additions get ``Norm`` with the composite's ``stabilizer`` where they are
 called (``propagate.py``). The named composites are zennit's.
 """
@@ -10,7 +12,7 @@ called (``propagate.py``). The named composites are zennit's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,8 +23,8 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Pass, Rule, ZBox, ZPlus
 
 @dataclass(frozen=True)
 class Assignment:
-    """The rule of one module; ``kind`` is "linear", "batchnorm" (folded into the layer before,
-    then ``Pass``) or "pass"."""
+    """The rule of one module; ``kind`` is "linear", "batchnorm" (folded into the layer before, then
+    ``Pass``; else ``rule`` on it as an affine layer) or "pass"."""
 
     name: str
     module: nn.Module
@@ -39,6 +41,7 @@ class Composite:
     first: Rule | None = None
     first_types: tuple[type, ...] = LINEAR
     stabilizer: float = 1e-6
+    batchnorm: Rule = field(default_factory=Epsilon)
 
     def assign(self, model: nn.Module) -> Iterator[Assignment]:
         """The assignment of every module that needs a hook, in ``named_modules()`` order."""
@@ -51,7 +54,7 @@ class Composite:
                     rule = self.conv if isinstance(module, CONV) else self.dense
                 yield Assignment(name, module, "linear", rule)
             elif isinstance(module, BATCHNORM):
-                yield Assignment(name, module, "batchnorm", Pass())
+                yield Assignment(name, module, "batchnorm", self.batchnorm)
             elif isinstance(module, ACTIVATIONS):
                 yield Assignment(name, module, "pass", Pass())
             else:
@@ -73,23 +76,24 @@ class Settings:
 
 def epsilon_plus_flat(s: Settings) -> Composite:
     """Flat for the first layer, z⁺ for convolutions, ε for dense layers."""
-    return Composite(conv=ZPlus(), dense=Epsilon(s.epsilon), first=Flat(), first_types=LINEAR)
+    return Composite(conv=ZPlus(), dense=Epsilon(s.epsilon), first=Flat(), first_types=LINEAR,
+                     batchnorm=Epsilon(s.epsilon))
 
 
 def epsilon_gamma_box(s: Settings) -> Composite:
     """z^B for the first convolution, γ for the others, ε for dense layers."""
     return Composite(conv=Gamma(s.gamma), dense=Epsilon(s.epsilon), first=ZBox(s.low, s.high),
-                     first_types=CONV)
+                     first_types=CONV, batchnorm=Epsilon(s.epsilon))
 
 
 def epsilon_alpha2_beta1(s: Settings) -> Composite:
     """α2β1 for convolutions, ε for dense layers."""
-    return Composite(conv=AlphaBeta(2.0, 1.0), dense=Epsilon(s.epsilon))
+    return Composite(conv=AlphaBeta(2.0, 1.0), dense=Epsilon(s.epsilon), batchnorm=Epsilon(s.epsilon))
 
 
 def epsilon_plus(s: Settings) -> Composite:
     """z⁺ for convolutions, ε for dense layers."""
-    return Composite(conv=ZPlus(), dense=Epsilon(s.epsilon))
+    return Composite(conv=ZPlus(), dense=Epsilon(s.epsilon), batchnorm=Epsilon(s.epsilon))
 
 
 COMPOSITES: dict[str, Callable[[Settings], Composite]] = {

@@ -9,6 +9,10 @@ gradient of the logits with respect to the input, started from ``one_hot(target)
 - Parameter-free operations called as functions — a residual block's ``out + identity``, means,
   sums, average pooling — are caught by a ``TorchFunctionMode`` while the model runs and get the
   ``Norm`` rule (zennit needs a canonizer per block type to expose such additions).
+- A squeeze-excite product ``x * g`` whose ``g`` is a sigmoid's output (module or function) is
+  "gate as weight" (Arras et al. 2017, signal-take-all): ``g`` a constant, all relevance to ``x``
+  (``Norm`` on ``x ↦ x · g``, so it is conserved); the gate branch gets none. A product with a
+  constant (a number, a tensor outside the graph) is the same rule.
 - Before the backward, the autograd graph between those steps is checked: only operations through
   which the plain gradient conserves relevance (reshapes, concatenation, max pooling, ReLU,
   copies) may remain. Anything else raises ``UnsupportedModel`` naming the steps around it,
@@ -30,9 +34,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ...engine.hooks import HookHandles
-from .canonize import SUPPORTED, LinearOp, UnsupportedModel
+from .canonize import SUPPORTED, AffineOp, LinearOp, UnsupportedModel
 from .composites import Assignment, Composite
-from .rules import Norm, Rule
+from .rules import Norm, Pass, Rule
 
 # Autograd nodes the plain gradient may cross (names without the ``Backward<n>`` suffix).
 _GLUE = {
@@ -46,6 +50,10 @@ _SUFFIX = re.compile(r"Backwards?\d*$")
 
 _ADD = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__}
 _ADD_INPLACE = {torch.Tensor.add_, torch.Tensor.__iadd__}
+_MUL = {torch.mul, torch.Tensor.mul, torch.Tensor.__mul__, torch.Tensor.__rmul__}
+_MUL_INPLACE = {torch.Tensor.mul_, torch.Tensor.__imul__}
+_GATE_FUNCS = {torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, F.hardsigmoid}
+_GATE_MODULES = (nn.Sigmoid, nn.Hardsigmoid)
 _REDUCE = {torch.sum, torch.Tensor.sum, torch.mean, torch.Tensor.mean, F.avg_pool1d, F.avg_pool2d,
            F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
 
@@ -101,6 +109,7 @@ class Session(TorchFunctionMode):
         self.inputs: dict[nn.Module, list[torch.Tensor]] = {}
         self.linear: dict[int, tuple[torch.Tensor, LinearOp]] = {}
         self.nodes: dict[Any, str] = {}
+        self.gates: dict[int, torch.Tensor] = {}  # sigmoid outputs, by id (kept alive)
         self.calls = 0
 
     def apply(self, step: Step, value: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
@@ -130,19 +139,20 @@ class Session(TorchFunctionMode):
             if not isinstance(output, torch.Tensor):
                 raise UnsupportedModel(f"lrp: module {item.name!r} does not return a single tensor")
             x = self.inputs[module].pop()
-            op = None
+            op, rule = None, item.rule
             if item.kind == "linear":
                 op = LinearOp(module, item.name)
             elif item.kind == "batchnorm":
                 source = self.linear.get(id(x))
-                if source is None or source[0] is not x:
-                    raise UnsupportedModel(
-                        f"lrp: BatchNorm {item.name!r} does not directly follow a conv or linear layer, "
-                        f"so it cannot be folded into one; supported: {SUPPORTED}"
-                    )
-                source[1].fold(module, item.name)
-            returned = self.apply(Step(item.name, item.rule, op), output, x)
-            if op is not None:  # a BatchNorm reading ``returned`` folds into ``op``
+                if source is not None and source[0] is x:
+                    source[1].fold(module, item.name)
+                    rule = Pass()
+                else:  # e.g. DenseNet's norm → relu → conv: an affine layer of its own
+                    op = AffineOp(module, item.name)
+            returned = self.apply(Step(item.name, rule, op), output, x)
+            if isinstance(module, _GATE_MODULES):
+                self.gates[id(returned)] = returned
+            if isinstance(op, LinearOp):  # a BatchNorm reading ``returned`` folds into ``op``
                 self.linear[id(returned)] = (returned, op)
             return returned
 
@@ -155,6 +165,18 @@ class Session(TorchFunctionMode):
             return func(*args, **kwargs)
         if (func in _ADD or func in _ADD_INPLACE) and len(args) == 2 and all(map(_in_graph, args)):
             return self._add(func in _ADD_INPLACE, *args, **kwargs)
+        if (func in _MUL or func in _MUL_INPLACE) and len(args) == 2 and any(map(_in_graph, args)):
+            # a gate: a sigmoid's output, or a constant (a tensor outside the graph, a number)
+            gated = [(not _in_graph(arg) and isinstance(arg, (torch.Tensor, int, float)))
+                     or (id(arg) in self.gates and self.gates[id(arg)] is arg) for arg in args]
+            inplace = func in _MUL_INPLACE
+            if sum(gated) == 1 and (gated[1] or not inplace):
+                return self._gate(inplace, *(args if gated[1] else args[::-1]))
+        if func in _GATE_FUNCS:
+            result = func(*args, **kwargs)
+            if isinstance(result, torch.Tensor):
+                self.gates[id(result)] = result
+            return result
         if func in _REDUCE and args and _in_graph(args[0]):
             rest = args[1:]
 
@@ -178,6 +200,17 @@ class Session(TorchFunctionMode):
         # ``a += b``: the sum must land in ``a`` itself; ``copy_`` routes a's gradient to the step.
         total = self._norm("add", op, a.clone(), b)
         return a.copy_(total)
+
+    def _gate(self, inplace: bool, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """``x * gate`` with the gate as a constant weight: all relevance to ``x``."""
+        weight = gate.detach() if isinstance(gate, torch.Tensor) else gate
+
+        def op(x):
+            return x * weight
+
+        if not inplace:
+            return self._norm("gate", op, x)
+        return x.copy_(self._norm("gate", op, x.clone()))  # ``x *= gate`` must land in ``x``
 
     # -- checking ---------------------------------------------------------------------------------
     def check(self, logits: torch.Tensor) -> None:
@@ -227,6 +260,7 @@ def attached(model: nn.Module, composite: Composite) -> Iterator[Session]:
                 yield session
     finally:
         session.linear.clear()
+        session.gates.clear()
 
 
 def relevance(
