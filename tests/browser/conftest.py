@@ -69,7 +69,8 @@ class JupyterServer:
         return json.loads(body) if body else None
 
     def page_url(self, app: str, path: str) -> str:
-        prefix = {"lab": "lab/tree", "notebook": "notebooks", "voila": "voila/render"}[app]
+        prefix = {"lab": "lab/tree", "lab-vit": "lab/workspaces/nbx-vit/tree", "notebook": "notebooks",
+                  "voila": "voila/render"}[app]
         return f"{self.url}/{prefix}/{path}?token={self.token}"
 
     def kernels(self) -> list[str]:
@@ -243,7 +244,10 @@ APPS = {"lab": ("lab", ["CANVAS_CELL", "EXPLORER_CELL"]),
         "notebook": ("notebook7", ["EXPLORER_CELL"]),
         "voila": ("voila", ["CANVAS_CELL", "EXPLORER_CELL"]),
         "vit": ("lab_vit", ["VIT_EXPLORER_CELL"])}
-ROUTES = {"vit": "lab"}  # the front-end an entry of APPS opens in, where it is not its own name
+# The front-end an entry of APPS opens in, where it is not its own name. A second JupyterLab page
+# gets a workspace of its own: sharing the default one, each page may restore the other's notebook
+# and join its kernel, and then logs "Comm not found" for the other page's widgets.
+ROUTES = {"vit": "lab-vit"}
 
 
 class Starting:
