@@ -5,10 +5,14 @@ The feature-map panel at a deep layer (192 channels) keeps its own size and fram
 clicked in it; the filter panel shows a 1×1 convolution as a weight matrix; a long error stays
 inside the picture column, shown once; the class search takes "Tabby" and never picks "tiger" on
 the way to "tiger cat"; LRP's epsilon slider is logarithmic and its readout fits; the occlusion
-progress row keeps the buttons whole. Screenshots go to docs/screenshots/ (looked at by eye).
+progress row keeps the buttons whole. NBX_SCREENSHOT=1 keeps the screenshots in docs/screenshots/.
 """
 
 from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -67,13 +71,17 @@ def assert_controls_fit(output, label: str) -> None:
 
 
 def screenshot(page, output, name: str) -> None:
-    """The whole Explorer output, in a page tall enough to hold it (kept in docs/screenshots/)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """The whole Explorer output, in a page tall enough to hold it: kept in docs/screenshots/ with
+    NBX_SCREENSHOT=1, else in NBX_ARTIFACTS (or a temporary folder), so a test run leaves the
+    repository as it was."""
+    folder = SHOTS if os.environ.get("NBX_SCREENSHOT") == "1" else Path(
+        os.environ.get("NBX_ARTIFACTS") or tempfile.mkdtemp(prefix="nbx-shots-"))
+    folder.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": 2000})
     try:
         output.scroll_into_view_if_needed()
         page.wait_for_timeout(300)
-        output.screenshot(path=str(SHOTS / name))
+        output.screenshot(path=str(folder / name))
     finally:
         page.set_viewport_size({"width": 1280, "height": 1000})
 
