@@ -54,35 +54,54 @@ def _as_numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def normalize_unsigned(values, percentile: float = 100.0) -> np.ndarray:
-    """Scale non-negative ``values`` to [0, 1], clipping at ``percentile`` (gradient maps are
-    dominated by a few pixels; clipping at 99–99.5 shows the rest)."""
+def on_scale(values, low: float, high: float, signed: bool = False) -> np.ndarray:
+    """``values`` placed on the colour scale from ``low`` to ``high``: [0, 1], clipped beyond;
+    an empty scale gives 0 (or 0.5, the middle, for a signed one)."""
     values = _as_numpy(values)
-    low = float(values.min()) if values.size else 0.0
-    values = values - min(low, 0.0) if low < 0 else values
-    top = float(np.percentile(values, percentile)) if percentile < 100 else float(values.max())
-    if top <= 0:
-        return np.zeros_like(values, dtype=np.float32)
-    return np.clip(values / top, 0, 1).astype(np.float32)
+    if not high - low > 0:
+        return np.full(values.shape, 0.5 if signed else 0.0, dtype=np.float32)
+    return np.clip((values - low) / (high - low), 0, 1).astype(np.float32)
+
+
+def _top(values: np.ndarray, percentile: float) -> float:
+    if not values.size:
+        return 0.0
+    return float(np.percentile(values, percentile)) if percentile < 100 else float(values.max())
+
+
+def unsigned_range(values, percentile: float = 100.0) -> tuple[float, float]:
+    """The scale of non-negative ``values``: from their minimum (or 0) to the ``percentile`` above
+    it (gradient maps are dominated by a few pixels; ending at 99–99.5 shows the rest)."""
+    values = _as_numpy(values)
+    low = min(float(values.min()), 0.0) if values.size else 0.0
+    return low, low + max(_top(values - low, percentile), 0.0)
+
+
+def minmax_range(values) -> tuple[float, float]:
+    """The scale of CAM-style maps: their minimum to their maximum."""
+    values = _as_numpy(values)
+    return (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+
+
+def signed_range(values, percentile: float = 99.5) -> tuple[float, float]:
+    """A symmetric scale, zero in the middle: ± the ``percentile`` of |values|."""
+    top = _top(np.abs(_as_numpy(values)), percentile)
+    return -top, top
+
+
+def normalize_unsigned(values, percentile: float = 100.0) -> np.ndarray:
+    """Non-negative ``values`` on their ``unsigned_range`` (0 at the minimum or 0)."""
+    return on_scale(values, *unsigned_range(values, percentile))
 
 
 def normalize_minmax(values) -> np.ndarray:
-    """Scale ``values`` to [0, 1] by min and max (CAM-style maps)."""
-    values = _as_numpy(values)
-    low, high = float(values.min()), float(values.max())
-    if high - low <= 0:
-        return np.zeros_like(values, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
+    """``values`` scaled to [0, 1] by min and max (CAM-style maps)."""
+    return on_scale(values, *minmax_range(values))
 
 
 def normalize_signed(values, percentile: float = 99.5) -> np.ndarray:
-    """Map signed ``values`` to [0, 1] with 0 at 0.5, scaled by the ``percentile`` of |values|."""
-    values = _as_numpy(values)
-    magnitude = np.abs(values)
-    top = float(np.percentile(magnitude, percentile)) if percentile < 100 else float(magnitude.max())
-    if top <= 0:
-        return np.full_like(values, 0.5, dtype=np.float32)
-    return (0.5 + 0.5 * np.clip(values / top, -1, 1)).astype(np.float32)
+    """Signed ``values`` on their ``signed_range``: 0 at 0.5."""
+    return on_scale(values, *signed_range(values, percentile), signed=True)
 
 
 def colorize(map01, cmap: str = "jet") -> np.ndarray:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import render
+
 PERCENTILE = 99.5  # gradient maps are dominated by a few pixels: the scale ends at this percentile
 
 
@@ -48,10 +50,7 @@ class MapValues:
         values = self.values
         if size is not None and tuple(values.shape) != tuple(size):
             values = upsample(torch.from_numpy(values), size).numpy()
-        span = self.high - self.low
-        if not span > 0:
-            return np.full(values.shape, 0.5 if self.signed else 0.0, dtype=np.float32)
-        return np.clip((values - self.low) / span, 0, 1).astype(np.float32)
+        return render.on_scale(values, self.low, self.high, self.signed)
 
     def with_unit(self, unit: str) -> MapValues:
         return MapValues(self.values, self.low, self.high, self.signed, unit)
@@ -63,21 +62,17 @@ Array = np.ndarray | torch.Tensor
 def signed_scale(values: Array, percentile: float = PERCENTILE, unit: str = "") -> MapValues:
     """Zero in the middle; the ends at ± the ``percentile`` of |values|."""
     values = _numpy(values)
-    magnitude = np.abs(values)
-    top = float(np.percentile(magnitude, percentile)) if percentile < 100 else float(magnitude.max())
-    return MapValues(values, -top, top, signed=True, unit=unit)
+    return MapValues(values, *render.signed_range(values, percentile), signed=True, unit=unit)
 
 
 def unsigned_scale(values: Array, percentile: float = PERCENTILE, unit: str = "") -> MapValues:
     """From the minimum (or 0) to the ``percentile`` above it."""
     values = _numpy(values)
-    low = min(float(values.min()), 0.0) if values.size else 0.0
-    top = float(np.percentile(values - low, percentile)) if percentile < 100 else float((values - low).max())
-    return MapValues(values, low, low + max(top, 0.0), unit=unit)
+    return MapValues(values, *render.unsigned_range(values, percentile), unit=unit)
 
 
 def minmax_scale(values: Array, size: Sequence[int] | None = None, unit: str = "") -> MapValues:
     """From the minimum to the maximum of the values as shown at ``size`` (the input's)."""
     values = _numpy(values)
     shown = values if size is None else upsample(torch.from_numpy(values), size).numpy()
-    return MapValues(values, float(shown.min()), float(shown.max()), unit=unit)
+    return MapValues(values, *render.minmax_range(shown), unit=unit)
